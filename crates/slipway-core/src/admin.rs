@@ -1,0 +1,1 @@
+//! admin API types (in progress)

@@ -1,0 +1,16 @@
+//! Slipway's shared model: everything both the CLI (`slipway`) and the host
+//! agent (`slipway-agent`) need to agree on.
+//!
+//! - [`config`]: `deployment.yml` + `.env.<env>` loading, precedence and validation.
+//! - [`secret`]: the [`secret::Secret`] type that never prints.
+//! - [`migrate`]: the golang-migrate-compatible migration runner.
+//! - [`snapshot`]: database snapshots (naming, retention, pg_dump/pg_restore).
+//! - [`admin`]: request/response types of the agent's admin API.
+//! - [`ledger`]: lock and deployment-history types kept by the agent.
+
+pub mod admin;
+pub mod config;
+pub mod ledger;
+pub mod migrate;
+pub mod secret;
+pub mod snapshot;
