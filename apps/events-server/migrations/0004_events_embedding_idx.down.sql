@@ -1,0 +1,2 @@
+-- Reverses 0004.
+DROP INDEX IF EXISTS events_embedding_hnsw_idx;
