@@ -1,0 +1,393 @@
+//! The typed shape of `deployment.yml` after merging (shared section ⊕ the
+//! environment's section ⊕ overrides). The JSON Schema that editors and
+//! validation use is generated from these types, so they cannot drift.
+//!
+//! Every struct denies unknown keys; defaults are defined here, once.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The settings of one environment once merged.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub app: App,
+    #[serde(default)]
+    pub health: Health,
+    pub database: Database,
+    #[serde(default)]
+    pub deployment: Deployment,
+    #[serde(default)]
+    pub notifications: Notifications,
+    /// Which entry of `providers` this environment deploys with.
+    #[serde(default = "default_provider")]
+    pub provider: String,
+    #[serde(default)]
+    pub providers: Providers,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct App {
+    /// Lower-case name used for images, containers, networks and volumes.
+    #[schemars(pattern(r"^[a-z][a-z0-9-]{0,40}$"))]
+    pub name: String,
+    /// The port the service listens on inside its container.
+    #[serde(default = "default_app_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    pub build: Build,
+    /// Non-secret environment variables for the service. Secrets go in
+    /// `.env.<env>`, never here.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Variables the service needs from `.env.<env>` that are secret: they
+    /// must be set, must not be placeholders, and are never printed.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// The service runs background jobs that must never run twice at once:
+    /// the old slot stops as soon as its drain ends.
+    #[serde(default)]
+    pub exclusive_jobs: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Build {
+    /// Build context, relative to the repository root.
+    #[serde(default = "default_context")]
+    pub context: String,
+    /// Dockerfile, relative to the repository root.
+    pub dockerfile: String,
+    #[serde(default)]
+    pub args: BTreeMap<String, String>,
+    /// A command run on the build host before the image build (e.g. to
+    /// compile a binary into the context). Runs from the repository root.
+    #[serde(default)]
+    pub command: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    #[serde(default = "default_health_path")]
+    #[schemars(pattern(r"^/"))]
+    pub path: String,
+    #[serde(default = "default_health_interval")]
+    pub interval: DurationText,
+    #[serde(default = "default_health_timeout")]
+    pub timeout: DurationText,
+    /// Consecutive passing checks needed before a slot counts as healthy.
+    #[serde(default = "default_healthy_threshold")]
+    #[schemars(range(min = 1, max = 100))]
+    pub healthy_threshold: u32,
+    /// How long a new slot may take to become healthy before the deploy fails.
+    #[serde(default = "default_start_timeout")]
+    pub start_timeout: DurationText,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+/// `container`: Slipway runs PostgreSQL in a container on the target host.
+/// `external`: the database runs elsewhere; `DATABASE_URL` in `.env.<env>` points at it.
+// Variant docs would turn the schema into `oneOf` consts; one enum list gives better errors.
+pub enum DatabaseMode {
+    Container,
+    External,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    pub mode: DatabaseMode,
+    /// PostgreSQL image with the required extensions (also used to run
+    /// pg_dump next to an external database).
+    pub image: String,
+    /// A Dockerfile that builds `image` where it cannot be pulled.
+    #[serde(default)]
+    pub dockerfile: Option<String>,
+    /// Database name (container mode).
+    #[serde(default = "default_db_name")]
+    pub name: String,
+    /// Database role (container mode).
+    #[serde(default = "default_db_user")]
+    pub user: String,
+    /// Extensions created and checked on provisioning.
+    #[serde(default)]
+    pub extensions: Vec<String>,
+    /// Migrations directory (golang-migrate layout), relative to the repository root.
+    pub migrations: String,
+    #[serde(default)]
+    pub snapshots: Snapshots,
+    #[serde(default)]
+    pub migration: MigrationSettings,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshots {
+    /// Where snapshots are written on the target host.
+    #[serde(default = "default_snapshot_dir")]
+    pub dir: String,
+    #[serde(default = "default_retention_days")]
+    #[schemars(range(min = 1, max = 3650))]
+    pub retention_days: u32,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationSettings {
+    /// How long to wait for another migration runner to finish.
+    #[serde(default = "default_lock_wait")]
+    pub lock_wait: DurationText,
+    /// PostgreSQL `statement_timeout` for migrations; unset means none.
+    #[serde(default)]
+    pub statement_timeout: Option<DurationText>,
+    /// PostgreSQL `lock_timeout` for migrations; unset means none.
+    #[serde(default)]
+    pub lock_timeout: Option<DurationText>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    /// The port the agent serves the public on.
+    #[serde(default = "default_public_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub public_port: u16,
+    /// Host name routed to this app, when several apps share a host.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// How long in-flight requests to the old slot may take to finish.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: DurationText,
+    /// How long after the switch health and latency are watched.
+    #[serde(default = "default_watch_window")]
+    pub watch_window: DurationText,
+    /// Releases (images) kept for rollback.
+    #[serde(default = "default_keep_releases")]
+    #[schemars(range(min = 1, max = 50))]
+    pub keep_releases: u32,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Notifications {
+    #[serde(default)]
+    pub webhook: Option<Webhook>,
+    #[serde(default)]
+    pub ntfy: Option<Ntfy>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    /// Usually `${WEBHOOK_URL}` from `.env.<env>`: webhook URLs carry tokens.
+    pub url: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ntfy {
+    #[serde(default = "default_ntfy_server")]
+    pub server: String,
+    pub topic: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Providers {
+    #[serde(default)]
+    pub docker: Option<DockerProvider>,
+    /// Reserved: Docker Swarm (not yet supported).
+    #[serde(default)]
+    pub swarm: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Reserved: AWS ECS/Fargate + RDS (not yet supported).
+    #[serde(default)]
+    pub aws: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Reserved: GCP Cloud Run + Cloud SQL (not yet supported).
+    #[serde(default)]
+    pub gcp: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DockerProvider {
+    /// `unix:///var/run/docker.sock` (default: the local engine) or `ssh://user@host`.
+    #[serde(default)]
+    pub host: Option<String>,
+}
+
+/// The providers Slipway knows; only `docker` deploys today.
+pub const KNOWN_PROVIDERS: &[&str] = &["docker", "swarm", "aws", "gcp"];
+pub const SUPPORTED_PROVIDERS: &[&str] = &["docker"];
+
+/// A duration written as a number and a unit: `500ms`, `30s`, `5m`, `1h`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schemars(with = "DurationSchema")]
+pub struct DurationText(pub Duration);
+
+/// Schema stand-in for [`DurationText`]: a string such as `30s`.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct DurationSchema(#[schemars(pattern(r"^[0-9]+(ms|s|m|h)$"))] String);
+
+impl TryFrom<String> for DurationText {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        parse_duration(&text).map(DurationText)
+    }
+}
+
+impl From<DurationText> for String {
+    fn from(d: DurationText) -> String {
+        format_duration(d.0)
+    }
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (write e.g. 30s, 500ms, 5m, 1h)"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("`{text}` is not a duration (write e.g. 30s, 500ms, 5m, 1h)")),
+    }
+}
+
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 3_600_000 == 0 && ms > 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms % 60_000 == 0 && ms > 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+fn dur(s: u64) -> DurationText {
+    DurationText(Duration::from_secs(s))
+}
+fn default_provider() -> String {
+    "docker".into()
+}
+fn default_app_port() -> u16 {
+    8080
+}
+fn default_context() -> String {
+    ".".into()
+}
+fn default_health_path() -> String {
+    "/health".into()
+}
+fn default_health_interval() -> DurationText {
+    DurationText(Duration::from_millis(500))
+}
+fn default_health_timeout() -> DurationText {
+    dur(3)
+}
+fn default_healthy_threshold() -> u32 {
+    2
+}
+fn default_start_timeout() -> DurationText {
+    dur(60)
+}
+fn default_db_name() -> String {
+    "app".into()
+}
+fn default_db_user() -> String {
+    "app".into()
+}
+fn default_snapshot_dir() -> String {
+    "/var/lib/slipway/snapshots".into()
+}
+fn default_retention_days() -> u32 {
+    7
+}
+fn default_lock_wait() -> DurationText {
+    dur(60)
+}
+fn default_public_port() -> u16 {
+    8080
+}
+fn default_drain_timeout() -> DurationText {
+    dur(30)
+}
+fn default_watch_window() -> DurationText {
+    dur(30)
+}
+fn default_keep_releases() -> u32 {
+    3
+}
+fn default_ntfy_server() -> String {
+    "https://ntfy.sh".into()
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            path: default_health_path(),
+            interval: default_health_interval(),
+            timeout: default_health_timeout(),
+            healthy_threshold: default_healthy_threshold(),
+            start_timeout: default_start_timeout(),
+        }
+    }
+}
+
+impl Default for Snapshots {
+    fn default() -> Self {
+        Self { dir: default_snapshot_dir(), retention_days: default_retention_days() }
+    }
+}
+
+impl Default for MigrationSettings {
+    fn default() -> Self {
+        Self { lock_wait: default_lock_wait(), statement_timeout: None, lock_timeout: None }
+    }
+}
+
+impl Default for Deployment {
+    fn default() -> Self {
+        Self {
+            public_port: default_public_port(),
+            hostname: None,
+            drain_timeout: default_drain_timeout(),
+            watch_window: default_watch_window(),
+            keep_releases: default_keep_releases(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_trip() {
+        for (text, d) in [
+            ("500ms", Duration::from_millis(500)),
+            ("30s", Duration::from_secs(30)),
+            ("5m", Duration::from_secs(300)),
+            ("2h", Duration::from_secs(7200)),
+        ] {
+            assert_eq!(parse_duration(text).unwrap(), d);
+            assert_eq!(format_duration(d), text);
+        }
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("3 s").is_err());
+    }
+}

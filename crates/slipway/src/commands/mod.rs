@@ -1,0 +1,63 @@
+//! One file per verb. [`run`] dispatches; [`load_config`] is the one way a
+//! command gets its configuration (discovery, process environment, `--set`).
+
+mod config;
+mod init;
+
+use std::path::PathBuf;
+
+use slipway_core::config::{LoadOptions, ResolvedConfig, discover};
+
+use crate::cli::{Cli, Command, GlobalArgs};
+use crate::exit::CliError;
+use crate::output::Printer;
+
+pub fn run(cli: Cli, printer: &Printer) -> Result<(), CliError> {
+    match cli.command {
+        Command::Init(args) => init::run(&args, printer),
+        Command::Config(cmd) => config::run(&cmd, &cli.global, printer),
+    }
+}
+
+/// `--config`, or `deploy/config/deployment.yml` found upwards from here.
+pub fn config_path(global: &GlobalArgs) -> Result<PathBuf, CliError> {
+    if let Some(path) = &global.config {
+        return Ok(path.clone());
+    }
+    let cwd = std::env::current_dir()
+        .map_err(|e| CliError::bad_input(format!("cannot read the current directory: {e}")))?;
+    discover::find_config(&cwd).ok_or_else(|| {
+        CliError::bad_input(format!(
+            "no {} found in {} or any parent directory",
+            discover::CONFIG_RELATIVE,
+            cwd.display()
+        ))
+        .hint("run `slipway init` in your repository, or pass --config <path to deployment.yml>")
+    })
+}
+
+/// Loads and validates one environment, printing every problem (and
+/// warnings) on stderr. Fails with exit code 2 when any problem is an error.
+pub fn load_config(global: &GlobalArgs, env: &str, printer: &Printer) -> Result<ResolvedConfig, CliError> {
+    let opts = LoadOptions {
+        config_path: config_path(global)?,
+        environment: env.to_string(),
+        process_env: std::env::vars().collect(),
+        cli_overrides: global.overrides.clone(),
+    };
+    match slipway_core::config::load(&opts) {
+        Ok(config) => {
+            config.warnings.iter().for_each(|w| printer.problem(w));
+            Ok(config)
+        }
+        Err(problems) => {
+            problems.0.iter().for_each(|p| printer.problem(p));
+            let count = problems.errors().count();
+            Err(CliError::bad_input(format!(
+                "the configuration for `{env}` has {count} error{}",
+                if count == 1 { "" } else { "s" }
+            ))
+            .hint("fix the problems above (each names file:line:column), then run `slipway config validate` again"))
+        }
+    }
+}
