@@ -1,0 +1,33 @@
+//! One line per admin verb, passing straight to the router or the ledger
+//! (as kamal-proxy's `commands.go`). Nothing here decides anything.
+
+use slipway_core::admin::{AdminRequest, AdminResponse, AdminResult, VersionInfo};
+
+use crate::Agent;
+
+pub async fn handle(agent: &std::sync::Arc<Agent>, req: AdminRequest) -> AdminResponse {
+    let result = match req {
+        AdminRequest::Deploy(a) => agent.router.deploy(a).await,
+        AdminRequest::Rollback(a) => agent.router.rollback(a).await,
+        AdminRequest::Pause(a) => agent.router.pause(a).await,
+        AdminRequest::Resume(a) => agent.router.resume(a.app).await,
+        AdminRequest::Routes => agent.router.routes(),
+        AdminRequest::LockAcquire(a) => agent.ledger.lock_acquire(a),
+        AdminRequest::LockRenew(a) => agent.ledger.lock_renew(a),
+        AdminRequest::LockRelease(a) => agent.ledger.lock_release(a),
+        AdminRequest::LockStatus(a) => agent.ledger.lock_status(a.app),
+        AdminRequest::HistoryRecord(a) => agent.ledger.history_record(a),
+        AdminRequest::HistoryList(a) => agent.ledger.history_list(a),
+        AdminRequest::State(a) => agent.ledger.state(a.app),
+        AdminRequest::Version => Ok(AdminResult::Version(VersionInfo {
+            agent_version: crate::VERSION.to_owned(),
+            ledger_format_version: slipway_core::ledger::FORMAT_VERSION,
+            uptime_secs: agent.started.elapsed().as_secs(),
+            pid: std::process::id(),
+        })),
+    };
+    match result {
+        Ok(result) => AdminResponse::Ok { result },
+        Err(error) => AdminResponse::Error { error },
+    }
+}

@@ -1,0 +1,76 @@
+//! `slipway-agent serve` settings: flags, each with an environment variable
+//! and a named default. Routes are not configured here: they come from the
+//! ledger in the state dir (restored on start) and the admin API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:80";
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9100";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/slipway-agent";
+pub const DEFAULT_SOCKET: &str = "/run/slipway-agent/admin.sock";
+pub const DEFAULT_RELEASE_HEADER: &str = "x-slipway-release";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AccessLogMode {
+    /// JSON lines on stdout.
+    Stdout,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Public listener (SO_REUSEPORT).
+    #[arg(long, env = "SLIPWAY_AGENT_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Internal listener for /metrics and /health.
+    #[arg(long, env = "SLIPWAY_AGENT_METRICS_LISTEN", default_value = DEFAULT_METRICS_LISTEN)]
+    pub metrics_listen: SocketAddr,
+    /// Directory of the ledger (mount a volume here).
+    #[arg(long, env = "SLIPWAY_AGENT_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Admin unix socket.
+    #[arg(long, env = "SLIPWAY_AGENT_SOCKET", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Response header naming the release that served the request.
+    #[arg(long, env = "SLIPWAY_AGENT_RELEASE_HEADER", default_value = DEFAULT_RELEASE_HEADER)]
+    pub release_header: String,
+    /// Largest request body relayed, in bytes (413 beyond).
+    #[arg(long, env = "SLIPWAY_AGENT_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_body_bytes: u64,
+    /// Time an upstream may take to answer with headers (504 beyond).
+    #[arg(long, env = "SLIPWAY_AGENT_UPSTREAM_TIMEOUT_MS", default_value_t = 60_000)]
+    pub upstream_timeout_ms: u64,
+    /// Idle keep-alive bound of client connections (also bounds slow heads).
+    #[arg(long, env = "SLIPWAY_AGENT_IDLE_TIMEOUT_MS", default_value_t = 75_000)]
+    pub idle_timeout_ms: u64,
+    /// On SIGTERM: time open connections get to finish.
+    #[arg(long, env = "SLIPWAY_AGENT_SHUTDOWN_TIMEOUT_MS", default_value_t = 30_000)]
+    pub shutdown_timeout_ms: u64,
+    /// Deploy lock expiry after its last acquire/renew.
+    #[arg(long, env = "SLIPWAY_AGENT_LOCK_EXPIRY_MS",
+          default_value_t = slipway_core::admin::DEFAULT_LOCK_EXPIRY_SECS * 1000)]
+    pub lock_expiry_ms: u64,
+    /// Idle upstream connections kept per target.
+    #[arg(long, env = "SLIPWAY_AGENT_POOL_IDLE_PER_HOST", default_value_t = 256)]
+    pub pool_idle_per_host: usize,
+    /// `X-Forwarded-Proto` sent upstream (`https` behind a TLS terminator).
+    #[arg(long, env = "SLIPWAY_AGENT_FORWARDED_PROTO", default_value = "http")]
+    pub forwarded_proto: String,
+    #[arg(long, env = "SLIPWAY_AGENT_ACCESS_LOG", value_enum, default_value_t = AccessLogMode::Stdout)]
+    pub access_log: AccessLogMode,
+    /// Format of the agent's own log lines (stderr).
+    #[arg(long, env = "SLIPWAY_AGENT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Tokio worker threads (default: one per core).
+    #[arg(long, env = "SLIPWAY_AGENT_WORKERS")]
+    pub workers: Option<usize>,
+}

@@ -1,0 +1,263 @@
+//! `slipway-agent ctl`: the admin API's client. The CLI runs it through
+//! `docker exec <agent> slipway-agent ctl <verb> ...`; it sends one request
+//! on the admin socket and prints the JSON response on stdout (one line).
+//!
+//! Exit codes: 0 ok; 1 internal error in the agent; 2 bad request or usage;
+//! 3 app not found; 4 health check failed (route unchanged); 5 lock held by
+//! someone else or not held by the caller; 6 ledger written by a newer
+//! agent; 7 agent unreachable (no socket, connection refused, no answer).
+
+use std::io::Read as _;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use slipway_core::admin::{self, AdminRequest, AdminResponse};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+
+use crate::config::DEFAULT_SOCKET;
+
+/// Exit code when the agent cannot be reached.
+pub const EXIT_UNREACHABLE: u8 = 7;
+
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// Admin unix socket of the agent.
+    #[arg(long, env = "SLIPWAY_AGENT_SOCKET", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Health-check a target, then switch the app's traffic to it.
+    Deploy(DeployCmd),
+    /// Switch back to the previous target if it passes its health check.
+    Rollback {
+        app: String,
+        #[arg(long, default_value_t = admin::DEFAULT_DRAIN_TIMEOUT_MS)]
+        drain_timeout_ms: u64,
+    },
+    /// Hold the app's new requests (bounded) until `resume`.
+    Pause {
+        app: String,
+        #[arg(long, default_value_t = admin::DEFAULT_PAUSE_MAX_WAIT_MS)]
+        max_wait_ms: u64,
+        #[arg(long, default_value_t = admin::DEFAULT_PAUSE_MAX_QUEUE)]
+        max_queue: u32,
+    },
+    /// Release the held requests.
+    Resume { app: String },
+    /// Every app's route.
+    Routes,
+    /// The deploy lock.
+    #[command(subcommand)]
+    Lock(LockCmd),
+    /// Deployment history.
+    #[command(subcommand)]
+    History(HistoryCmd),
+    /// The app's ledger (current/previous deployment, history, lock, route).
+    State { app: String },
+    /// Agent version, uptime, ledger format.
+    Version,
+    /// Send a raw JSON request line (for programs).
+    Raw { json: String },
+}
+
+#[derive(Debug, Args)]
+pub struct DeployCmd {
+    pub app: String,
+    /// `host:port` of the new upstream.
+    #[arg(long)]
+    pub target: String,
+    /// Release id (shown in the release header and metrics).
+    #[arg(long)]
+    pub release: String,
+    /// Slot name (blue/green), for logs and metrics.
+    #[arg(long)]
+    pub slot: Option<String>,
+    /// Host name routed to this app (repeatable).
+    #[arg(long = "host")]
+    pub hosts: Vec<String>,
+    #[arg(long, default_value = admin::DEFAULT_HEALTH_PATH)]
+    pub health_path: String,
+    #[arg(long, default_value_t = admin::DEFAULT_HEALTH_PASSES)]
+    pub health_passes: u32,
+    #[arg(long, default_value_t = admin::DEFAULT_HEALTH_INTERVAL_MS)]
+    pub health_interval_ms: u64,
+    #[arg(long, default_value_t = admin::DEFAULT_HEALTH_TIMEOUT_MS)]
+    pub health_timeout_ms: u64,
+    #[arg(long, default_value_t = admin::DEFAULT_HEALTH_DEADLINE_MS)]
+    pub health_deadline_ms: u64,
+    #[arg(long, default_value_t = admin::DEFAULT_DRAIN_TIMEOUT_MS)]
+    pub drain_timeout_ms: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockCmd {
+    Acquire {
+        app: String,
+        #[arg(long)]
+        locked_by: String,
+        #[arg(long)]
+        hostname: String,
+        #[arg(long)]
+        pid: u32,
+        #[arg(long)]
+        deployment_id: String,
+    },
+    Renew {
+        app: String,
+        #[arg(long)]
+        lock_id: String,
+    },
+    Release {
+        app: String,
+        /// Omit with --force to release whatever lock is held.
+        #[arg(long, default_value = "")]
+        lock_id: String,
+        #[arg(long)]
+        force: bool,
+    },
+    Status { app: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HistoryCmd {
+    /// Record a deployment given as JSON (`-` reads stdin).
+    Record { app: String, deployment: String },
+    List {
+        app: String,
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+}
+
+impl Verb {
+    fn into_request(self) -> Result<AdminRequest, String> {
+        use admin::*;
+        Ok(match self {
+            Verb::Deploy(d) => AdminRequest::Deploy(DeployArgs {
+                app: d.app,
+                target: d.target,
+                release: d.release,
+                slot: d.slot,
+                hosts: d.hosts,
+                health: HealthCheck {
+                    path: d.health_path,
+                    passes: d.health_passes,
+                    interval_ms: d.health_interval_ms,
+                    timeout_ms: d.health_timeout_ms,
+                    deadline_ms: d.health_deadline_ms,
+                },
+                drain_timeout_ms: d.drain_timeout_ms,
+            }),
+            Verb::Rollback { app, drain_timeout_ms } => {
+                AdminRequest::Rollback(RollbackArgs { app, drain_timeout_ms })
+            }
+            Verb::Pause { app, max_wait_ms, max_queue } => AdminRequest::Pause(PauseArgs {
+                app,
+                max_wait_ms,
+                max_queue,
+            }),
+            Verb::Resume { app } => AdminRequest::Resume(AppArgs { app }),
+            Verb::Routes => AdminRequest::Routes,
+            Verb::Lock(LockCmd::Acquire { app, locked_by, hostname, pid, deployment_id }) => {
+                AdminRequest::LockAcquire(LockAcquireArgs {
+                    app,
+                    locked_by,
+                    hostname,
+                    pid,
+                    deployment_id,
+                })
+            }
+            Verb::Lock(LockCmd::Renew { app, lock_id }) => AdminRequest::LockRenew(LockRefArgs {
+                app,
+                lock_id,
+                force: false,
+            }),
+            Verb::Lock(LockCmd::Release { app, lock_id, force }) => {
+                AdminRequest::LockRelease(LockRefArgs { app, lock_id, force })
+            }
+            Verb::Lock(LockCmd::Status { app }) => AdminRequest::LockStatus(AppArgs { app }),
+            Verb::History(HistoryCmd::Record { app, deployment }) => {
+                let text = if deployment == "-" {
+                    let mut s = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut s)
+                        .map_err(|e| format!("cannot read stdin: {e}"))?;
+                    s
+                } else {
+                    deployment
+                };
+                let deployment = serde_json::from_str(&text)
+                    .map_err(|e| format!("deployment is not valid JSON of a deployment record: {e}"))?;
+                AdminRequest::HistoryRecord(HistoryRecordArgs { app, deployment })
+            }
+            Verb::History(HistoryCmd::List { app, limit }) => {
+                AdminRequest::HistoryList(HistoryListArgs { app, limit })
+            }
+            Verb::State { app } => AdminRequest::State(AppArgs { app }),
+            Verb::Version => AdminRequest::Version,
+            Verb::Raw { json } => serde_json::from_str(&json)
+                .map_err(|e| format!("not a valid admin request: {e}"))?,
+        })
+    }
+}
+
+/// Run one ctl command; returns the process exit code.
+pub fn run(args: CtlArgs) -> u8 {
+    let request = match args.verb.into_request() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(send(&args.socket, &request)) {
+        Ok((line, response)) => {
+            println!("{line}");
+            match response {
+                AdminResponse::Ok { .. } => 0,
+                AdminResponse::Error { error } => {
+                    eprintln!("error: {}", error.message);
+                    u8::try_from(error.kind.exit_code()).unwrap_or(1)
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!(
+                "error: cannot reach the agent on `{}`: {e}. Is the agent running (and is this the \
+                 agent's container)?",
+                args.socket.display()
+            );
+            EXIT_UNREACHABLE
+        }
+    }
+}
+
+/// Send one request, read one response line.
+pub async fn send(socket: &std::path::Path, request: &AdminRequest) -> std::io::Result<(String, AdminResponse)> {
+    let stream = tokio::net::UnixStream::connect(socket).await?;
+    let (read, mut write) = stream.into_split();
+    let mut line = serde_json::to_vec(request)?;
+    line.push(b'\n');
+    write.write_all(&line).await?;
+    let mut answer = String::new();
+    BufReader::new(read).read_line(&mut answer).await?;
+    if answer.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the agent closed the connection without answering",
+        ));
+    }
+    let response = serde_json::from_str(&answer)?;
+    Ok((answer.trim_end().to_owned(), response))
+}

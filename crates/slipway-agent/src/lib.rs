@@ -1,0 +1,199 @@
+//! Slipway's host agent. It runs in a container on each target host and is
+//! the only thing bound to the public port: a blue/green HTTP entry point
+//! with health-gated atomic switches and bounded drains, plus the host's
+//! ledger (deploy lock, deployment history) behind an admin unix socket.
+//!
+//! Map: [`proxy`] serves traffic through the [`router`]'s table of
+//! [`target`]s; [`health`] gates switches and [`drain`] retires old targets;
+//! [`admin`] answers the CLI (client: [`ctl`]); [`ledger`] persists state;
+//! [`metrics`] and [`internal`] expose it; [`access_log`] records requests.
+//!
+//! Exit codes of `slipway-agent serve`: 0 stopped by SIGTERM/SIGINT after
+//! draining; 1 runtime failure (cannot bind, cannot write the state dir);
+//! 2 usage; 6 the ledger was written by a newer agent (left untouched).
+//! `slipway-agent ctl` codes are listed in [`ctl`].
+
+pub mod access_log;
+pub mod admin;
+pub mod config;
+pub mod ctl;
+pub mod drain;
+pub mod health;
+pub mod internal;
+pub mod ledger;
+pub mod metrics;
+pub mod proxy;
+pub mod router;
+pub mod target;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use hyper::header::{HeaderName, HeaderValue};
+use tokio_util::sync::CancellationToken;
+
+use config::{AccessLogMode, LogFormat, ServeArgs};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Exit code when the ledger is newer than this agent.
+pub const EXIT_LEDGER_TOO_NEW: u8 = 6;
+
+#[derive(Debug, Parser)]
+#[command(name = "slipway-agent", version, about = "Slipway's host agent")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent (proxy, admin socket, metrics).
+    Serve(ServeArgs),
+    /// Talk to a running agent over its admin socket.
+    Ctl(ctl::CtlArgs),
+}
+
+/// What the admin API and the internal listener act on.
+pub struct Agent {
+    pub router: Arc<router::Router>,
+    pub ledger: Arc<ledger::Ledger>,
+    pub metrics: Arc<metrics::Metrics>,
+    pub started: Instant,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Ctl(args) => ExitCode::from(ctl::run(args)),
+        Command::Serve(args) => match serve(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                let too_new = e
+                    .downcast_ref::<ledger::StoreError>()
+                    .is_some_and(ledger::StoreError::is_too_new);
+                ExitCode::from(if too_new { EXIT_LEDGER_TOO_NEW } else { 1 })
+            }
+        },
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing(args.log_format);
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.workers {
+        runtime.worker_threads(n.max(1));
+    }
+    runtime
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?
+        .block_on(run(args))
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_AGENT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let store = ledger::Store::open(&args.state_dir, VERSION)?;
+    let ledger = Arc::new(ledger::Ledger {
+        store,
+        lock_expiry: Duration::from_millis(args.lock_expiry_ms),
+        clock: ledger::system_clock(),
+    });
+    let metrics = Arc::new(metrics::Metrics::default());
+    let router = Arc::new(
+        router::Router::restore(Arc::clone(&ledger), Arc::clone(&metrics))
+            .map_err(|e| anyhow::anyhow!("cannot restore routes from the ledger: {}", e.message))?,
+    );
+    let agent = Arc::new(Agent {
+        router: Arc::clone(&router),
+        ledger,
+        metrics: Arc::clone(&metrics),
+        started: Instant::now(),
+    });
+
+    let release_header = HeaderName::try_from(args.release_header.as_str())
+        .with_context(|| format!("`{}` is not a valid header name", args.release_header))?;
+    let forwarded_proto = HeaderValue::try_from(args.forwarded_proto.as_str())
+        .with_context(|| format!("`{}` is not a valid header value", args.forwarded_proto))?;
+    let access_log = match args.access_log {
+        AccessLogMode::Stdout => {
+            let log = Arc::new(access_log::AccessLog::default());
+            tokio::spawn(Arc::clone(&log).flush_every_100ms());
+            Some(log)
+        }
+        AccessLogMode::Off => None,
+    };
+
+    let public = proxy::bind_reuseport(args.listen)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let internal = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (metrics)", args.metrics_listen))?;
+    let admin_socket = admin::socket::bind(&args.socket)
+        .with_context(|| format!("cannot create the admin socket `{}`", args.socket.display()))?;
+    tracing::info!(listen = %args.listen, metrics = %args.metrics_listen,
+        socket = %args.socket.display(), state = %agent.ledger.store.path().display(),
+        version = VERSION, "agent ready");
+
+    tokio::spawn(internal::serve(internal, Arc::clone(&agent)));
+    tokio::spawn(admin::socket::serve(admin_socket, Arc::clone(&agent)));
+
+    let proxy = Arc::new(proxy::Proxy {
+        router,
+        client: proxy::forward::upstream_client(
+            args.pool_idle_per_host,
+            Duration::from_millis(args.idle_timeout_ms),
+        ),
+        forward: proxy::forward::ForwardConfig {
+            max_body: args.max_body_bytes,
+            upstream_timeout: Duration::from_millis(args.upstream_timeout_ms),
+            forwarded_proto,
+        },
+        release_header,
+        access_log: access_log.clone(),
+        unrouted: metrics.app(""),
+    });
+    let stop = CancellationToken::new();
+    tokio::spawn(stop_on_signal(stop.clone()));
+    let serve_cfg = proxy::ServeConfig {
+        idle_timeout: Duration::from_millis(args.idle_timeout_ms),
+        shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
+    };
+    proxy::serve(public, proxy, serve_cfg, stop).await;
+    if let Some(log) = access_log {
+        log.flush();
+    }
+    let _ = std::fs::remove_file(&args.socket);
+    tracing::info!("agent stopped");
+    Ok(())
+}
+
+async fn stop_on_signal(stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::warn!("cannot install signal handlers; stop with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("stop requested");
+    stop.cancel();
+}

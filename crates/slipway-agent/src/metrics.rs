@@ -1,0 +1,234 @@
+//! Prometheus metrics, kept in atomics (no per-request locking or
+//! allocation) and rendered as text on the internal listener's `/metrics`.
+//! Counters are keyed by app/release/slot in a registry so that they keep
+//! counting across target activations (a rollback to a release reuses its
+//! counters), as Prometheus expects of a counter.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::router::RouteTable;
+
+/// Upper bounds (seconds) of the request latency histogram.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// Responses of one app/release/slot by status class (1xx..5xx).
+#[derive(Debug, Default)]
+pub struct StatusCounters {
+    by_class: [AtomicU64; 5],
+}
+
+impl StatusCounters {
+    pub fn count(&self, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.by_class[class].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Per-app latency histogram and switch statistics.
+#[derive(Debug)]
+pub struct AppMetrics {
+    pub app: Arc<str>,
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_micros: AtomicU64,
+    switches: AtomicU64,
+    switch_failures: AtomicU64,
+    switch_millis_sum: AtomicU64,
+    /// Responses the agent made itself (no target involved): 404, 503...
+    pub local: StatusCounters,
+}
+
+impl AppMetrics {
+    fn new(app: &str) -> Self {
+        Self {
+            app: Arc::from(app),
+            buckets: Default::default(),
+            latency_count: AtomicU64::new(0),
+            latency_sum_micros: AtomicU64::new(0),
+            switches: AtomicU64::new(0),
+            switch_failures: AtomicU64::new(0),
+            switch_millis_sum: AtomicU64::new(0),
+            local: StatusCounters::default(),
+        }
+    }
+
+    pub fn observe(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        // Buckets are stored non-cumulatively; rendering sums them.
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.latency_sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    pub fn switched(&self, took: Duration) {
+        self.switches.fetch_add(1, Ordering::Relaxed);
+        let millis = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        self.switch_millis_sum.fetch_add(millis, Ordering::Relaxed);
+    }
+
+    pub fn switch_failed(&self) {
+        self.switch_failures.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+type CounterKey = (String, String, String);
+
+/// All metrics of the agent.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    apps: Mutex<HashMap<String, Arc<AppMetrics>>>,
+    counters: Mutex<HashMap<CounterKey, Arc<StatusCounters>>>,
+}
+
+impl Metrics {
+    pub fn app(&self, app: &str) -> Arc<AppMetrics> {
+        let mut apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(
+            apps.entry(app.to_owned())
+                .or_insert_with(|| Arc::new(AppMetrics::new(app))),
+        )
+    }
+
+    pub fn counters(&self, app: &str, release: &str, slot: Option<&str>) -> Arc<StatusCounters> {
+        let key = (app.to_owned(), release.to_owned(), slot.unwrap_or("").to_owned());
+        let mut map = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(map.entry(key).or_default())
+    }
+
+    /// The Prometheus text exposition of everything, plus the live route
+    /// table's in-flight counts and active releases.
+    pub fn render(&self, table: &RouteTable) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# TYPE slipway_requests_total counter\n");
+        {
+            let map = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+            let mut keys: Vec<_> = map.iter().collect();
+            keys.sort_by(|a, b| a.0.cmp(b.0));
+            for ((app, release, slot), c) in keys {
+                for (i, n) in c.by_class.iter().enumerate() {
+                    let n = n.load(Ordering::Relaxed);
+                    if n > 0 {
+                        let _ = writeln!(
+                            out,
+                            "slipway_requests_total{{app=\"{}\",release=\"{}\",slot=\"{}\",status=\"{}xx\"}} {n}",
+                            esc(app),
+                            esc(release),
+                            esc(slot),
+                            i + 1
+                        );
+                    }
+                }
+            }
+        }
+        let apps: Vec<Arc<AppMetrics>> = {
+            let map = self.apps.lock().unwrap_or_else(|e| e.into_inner());
+            let mut v: Vec<_> = map.values().cloned().collect();
+            v.sort_by(|a, b| a.app.cmp(&b.app));
+            v
+        };
+        for m in &apps {
+            for (i, n) in m.local.by_class.iter().enumerate() {
+                let n = n.load(Ordering::Relaxed);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "slipway_requests_total{{app=\"{}\",release=\"\",slot=\"\",status=\"{}xx\"}} {n}",
+                        esc(&m.app),
+                        i + 1
+                    );
+                }
+            }
+        }
+        out.push_str("# TYPE slipway_request_duration_seconds histogram\n");
+        for m in &apps {
+            let app = esc(&m.app);
+            let mut cumulative = 0;
+            for (bound, n) in LATENCY_BUCKETS.iter().zip(&m.buckets) {
+                cumulative += n.load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "slipway_request_duration_seconds_bucket{{app=\"{app}\",le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let count = m.latency_count.load(Ordering::Relaxed);
+            let sum = m.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "slipway_request_duration_seconds_bucket{{app=\"{app}\",le=\"+Inf\"}} {count}\n\
+                 slipway_request_duration_seconds_sum{{app=\"{app}\"}} {sum}\n\
+                 slipway_request_duration_seconds_count{{app=\"{app}\"}} {count}"
+            );
+        }
+        out.push_str("# TYPE slipway_switches_total counter\n");
+        for m in &apps {
+            let app = esc(&m.app);
+            let _ = writeln!(
+                out,
+                "slipway_switches_total{{app=\"{app}\"}} {}\n\
+                 slipway_switch_failures_total{{app=\"{app}\"}} {}\n\
+                 slipway_switch_duration_seconds_sum{{app=\"{app}\"}} {}\n\
+                 slipway_switch_duration_seconds_count{{app=\"{app}\"}} {}",
+                m.switches.load(Ordering::Relaxed),
+                m.switch_failures.load(Ordering::Relaxed),
+                m.switch_millis_sum.load(Ordering::Relaxed) as f64 / 1e3,
+                m.switches.load(Ordering::Relaxed),
+            );
+        }
+        out.push_str("# TYPE slipway_in_flight gauge\n# TYPE slipway_active_release gauge\n");
+        for route in table.routes() {
+            let app = esc(&route.name);
+            for (target, active) in route
+                .active
+                .iter()
+                .map(|t| (t, true))
+                .chain(route.draining.iter().map(|t| (t, false)))
+            {
+                let labels = format!(
+                    "app=\"{app}\",release=\"{}\",slot=\"{}\",target=\"{}\"",
+                    esc(&target.release),
+                    esc(target.slot.as_deref().unwrap_or("")),
+                    esc(&target.addr)
+                );
+                let _ = writeln!(out, "slipway_in_flight{{{labels}}} {}", target.in_flight());
+                if active {
+                    let _ = writeln!(out, "slipway_active_release{{{labels}}} 1");
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Escape a Prometheus label value.
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative_and_counters_keep_counting_per_release() {
+        let m = Metrics::default();
+        let app = m.app("web");
+        app.observe(Duration::from_micros(500));
+        app.observe(Duration::from_millis(30));
+        m.counters("web", "r1", Some("blue")).count(200);
+        m.counters("web", "r1", Some("blue")).count(502);
+        let text = m.render(&RouteTable::default());
+        assert!(text.contains(r#"slipway_request_duration_seconds_bucket{app="web",le="0.001"} 1"#), "{text}");
+        assert!(text.contains(r#"slipway_request_duration_seconds_bucket{app="web",le="0.05"} 2"#), "{text}");
+        assert!(text.contains(r#"slipway_requests_total{app="web",release="r1",slot="blue",status="2xx"} 1"#), "{text}");
+        assert!(text.contains(r#"status="5xx"} 1"#), "{text}");
+    }
+}

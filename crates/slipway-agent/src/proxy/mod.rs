@@ -1,0 +1,116 @@
+//! The public HTTP entry point: a `SO_REUSEPORT` listener (so a newer agent
+//! can bind the same port beside this one during an upgrade), HTTP/1.1 and
+//! h2c via hyper-util's auto builder, one task per connection, and a
+//! graceful stop (stop accepting, let connections finish, bounded).
+//!
+//! - [`service`]: one request's flow.
+//! - [`forward`]: rewriting and sending to the upstream; upgrades.
+//! - [`body`]: the streamed response body and its bookkeeping.
+//! - [`errors`]: the one classification of failures into status codes.
+
+pub mod body;
+pub mod errors;
+pub mod forward;
+pub mod service;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::header::HeaderName;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::access_log::AccessLog;
+use crate::metrics::AppMetrics;
+use crate::router::Router;
+use forward::{ForwardConfig, UpstreamClient};
+
+/// Shared state of every connection.
+pub struct Proxy {
+    pub router: Arc<Router>,
+    pub client: UpstreamClient,
+    pub forward: ForwardConfig,
+    pub release_header: HeaderName,
+    pub access_log: Option<Arc<AccessLog>>,
+    /// Metrics bucket for requests that matched no app.
+    pub unrouted: Arc<AppMetrics>,
+}
+
+/// Bind with `SO_REUSEADDR` + `SO_REUSEPORT`: two agents (old and new, during
+/// an upgrade) can then listen on one port and the kernel spreads new
+/// connections between them until the old one closes its listener.
+pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Connection-level settings.
+pub struct ServeConfig {
+    /// HTTP/1 keep-alive idle bound (also bounds slow request heads).
+    pub idle_timeout: Duration,
+    /// How long a stop waits for open connections.
+    pub shutdown_timeout: Duration,
+}
+
+/// Accept and serve until `stop` is cancelled, then finish gracefully.
+pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, cfg: ServeConfig, stop: CancellationToken) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(cfg.idle_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = stop.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let proxy = Arc::clone(&proxy);
+        let client_ip = peer.ip();
+        let svc = service_fn(move |req| service::handle(Arc::clone(&proxy), client_ip, req));
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("stopped accepting; waiting for open connections");
+    if tokio::time::timeout(cfg.shutdown_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown timeout reached with connections still open");
+    }
+}
