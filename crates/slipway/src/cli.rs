@@ -10,10 +10,17 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Slipway reads deploy/config/deployment.yml (found from the current
 /// directory upwards) and deploy/config/environments/.env.<env>.
 #[derive(Debug, Parser)]
-#[command(name = "slipway", version, propagate_version = true, max_term_width = 100)]
-#[command(after_help = "Exit codes: 0 success, 1 operation failed, 2 bad input or configuration, \
+#[command(
+    name = "slipway",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(
+    after_help = "Exit codes: 0 success, 1 operation failed, 2 bad input or configuration, \
 3 conflict (lock held, confirmation refused), 4 engine/database unreachable.\n\
-Start with `slipway init`, then `slipway config validate development`.")]
+Start with `slipway init`, then `slipway config validate development`."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

@@ -37,7 +37,11 @@ pub struct CliError {
 
 impl CliError {
     pub fn new(exit: Exit, message: impl Into<String>) -> Self {
-        Self { message: message.into(), hint: None, exit }
+        Self {
+            message: message.into(),
+            hint: None,
+            exit,
+        }
     }
 
     pub fn bad_input(message: impl Into<String>) -> Self {

@@ -69,12 +69,25 @@ pub fn parse(text: &str, path: &Arc<PathBuf>) -> Result<Vec<EnvEntry>, Vec<EnvPa
                 };
                 // A later line wins, as in shells and docker compose.
                 entries.retain(|e| e.name != name);
-                entries.push(EnvEntry { name: name.to_string(), value, literal, origin });
+                entries.push(EnvEntry {
+                    name: name.to_string(),
+                    value,
+                    literal,
+                    origin,
+                });
             }
-            Err(message) => errors.push(EnvParseError { line: line_no, column: value_column, message }),
+            Err(message) => errors.push(EnvParseError {
+                line: line_no,
+                column: value_column,
+                message,
+            }),
         }
     }
-    if errors.is_empty() { Ok(entries) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(entries)
+    } else {
+        Err(errors)
+    }
 }
 
 pub fn is_valid_name(name: &str) -> bool {
@@ -145,7 +158,8 @@ mod tests {
 
     #[test]
     fn parses_forms_with_positions() {
-        let text = "# c\nA=1\nexport B = two words # note\nC='lit ${X}'\nD=\"q \\\"x\\\" \\n\"\nA=again\n";
+        let text =
+            "# c\nA=1\nexport B = two words # note\nC='lit ${X}'\nD=\"q \\\"x\\\" \\n\"\nA=again\n";
         let e = parse(text, &p()).unwrap();
         let get = |n: &str| e.iter().find(|x| x.name == n).unwrap();
         assert_eq!(get("A").value, "again");
@@ -158,7 +172,11 @@ mod tests {
 
     #[test]
     fn errors_name_line_and_never_the_value() {
-        let errs = parse("GOOD=1\nno equals sign secret-canary\n1BAD=x\nQ=\"open\n", &p()).unwrap_err();
+        let errs = parse(
+            "GOOD=1\nno equals sign secret-canary\n1BAD=x\nQ=\"open\n",
+            &p(),
+        )
+        .unwrap_err();
         assert_eq!(errs.len(), 3);
         assert_eq!(errs[0].line, 2);
         assert_eq!(errs[1].line, 3);

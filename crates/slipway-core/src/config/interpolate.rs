@@ -58,14 +58,19 @@ impl Variables<'_> {
         if let Some(value) = self.process.get(name) {
             return Ok(Some(Resolved {
                 value: value.clone(),
-                origin: Origin::ProcessEnv { name: name.to_string() },
+                origin: Origin::ProcessEnv {
+                    name: name.to_string(),
+                },
             }));
         }
         let Some(entry) = self.dotenv.iter().find(|e| e.name == name) else {
             return Ok(None);
         };
         if entry.literal {
-            return Ok(Some(Resolved { value: entry.value.clone(), origin: entry.origin.clone() }));
+            return Ok(Some(Resolved {
+                value: entry.value.clone(),
+                origin: entry.origin.clone(),
+            }));
         }
         if stack.iter().any(|s| s == name) {
             let mut chain = stack.clone();
@@ -75,7 +80,10 @@ impl Variables<'_> {
         stack.push(name.to_string());
         let value = self.expand_inner(&entry.value, stack)?;
         stack.pop();
-        Ok(Some(Resolved { value, origin: entry.origin.clone() }))
+        Ok(Some(Resolved {
+            value,
+            origin: entry.origin.clone(),
+        }))
     }
 
     /// Expands every `${...}` in `text`.
@@ -83,7 +91,11 @@ impl Variables<'_> {
         self.expand_inner(text, &mut Vec::new())
     }
 
-    fn expand_inner(&self, text: &str, stack: &mut Vec<String>) -> Result<String, InterpolationError> {
+    fn expand_inner(
+        &self,
+        text: &str,
+        stack: &mut Vec<String>,
+    ) -> Result<String, InterpolationError> {
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
         while let Some(i) = rest.find('$') {
@@ -107,11 +119,15 @@ impl Variables<'_> {
                     });
                 }
                 match (self.lookup_inner(name, stack)?, default) {
-                    (Some(r), Some(d)) if r.value.is_empty() => out.push_str(&self.expand_inner(d, stack)?),
+                    (Some(r), Some(d)) if r.value.is_empty() => {
+                        out.push_str(&self.expand_inner(d, stack)?)
+                    }
                     (Some(r), _) => out.push_str(&r.value),
                     (None, Some(d)) => out.push_str(&self.expand_inner(d, stack)?),
                     (None, None) => {
-                        return Err(InterpolationError::Unset { name: name.to_string() });
+                        return Err(InterpolationError::Unset {
+                            name: name.to_string(),
+                        });
                     }
                 }
                 rest = &body[end + 1..];
@@ -154,12 +170,17 @@ mod tests {
     fn process_wins_and_defaults_apply() {
         let process = BTreeMap::from([("PORT".to_string(), "9000".to_string())]);
         let d = dotenv("PORT=8080\nHOST=db\n");
-        let v = Variables { process: &process, dotenv: &d };
+        let v = Variables {
+            process: &process,
+            dotenv: &d,
+        };
         assert_eq!(v.expand("${HOST}:${PORT}").unwrap(), "db:9000");
         assert_eq!(v.expand("${MISSING:-x}-$$-${HOST:-y}").unwrap(), "x-$-db");
         assert_eq!(
             v.expand("${NOPE}").unwrap_err(),
-            InterpolationError::Unset { name: "NOPE".into() }
+            InterpolationError::Unset {
+                name: "NOPE".into()
+            }
         );
     }
 
@@ -167,19 +188,39 @@ mod tests {
     fn dotenv_values_reference_each_other_and_cycles_fail() {
         let process = BTreeMap::new();
         let d = dotenv("PW=s3\nURL=postgres://u:${PW}@db/x\nA=${B}\nB=${A}\nSELF=${SELF}\n");
-        let v = Variables { process: &process, dotenv: &d };
+        let v = Variables {
+            process: &process,
+            dotenv: &d,
+        };
         assert_eq!(v.expand("${URL}").unwrap(), "postgres://u:s3@db/x");
-        assert!(matches!(v.expand("${A}"), Err(InterpolationError::Cycle { .. })));
+        assert!(matches!(
+            v.expand("${A}"),
+            Err(InterpolationError::Cycle { .. })
+        ));
         let err = v.expand("${SELF}").unwrap_err();
-        assert_eq!(err, InterpolationError::Cycle { chain: vec!["SELF".into(), "SELF".into()] });
+        assert_eq!(
+            err,
+            InterpolationError::Cycle {
+                chain: vec!["SELF".into(), "SELF".into()]
+            }
+        );
     }
 
     #[test]
     fn syntax_errors() {
         let process = BTreeMap::new();
-        let v = Variables { process: &process, dotenv: &[] };
-        assert!(matches!(v.expand("${OPEN"), Err(InterpolationError::Syntax { .. })));
-        assert!(matches!(v.expand("${1x}"), Err(InterpolationError::Syntax { .. })));
+        let v = Variables {
+            process: &process,
+            dotenv: &[],
+        };
+        assert!(matches!(
+            v.expand("${OPEN"),
+            Err(InterpolationError::Syntax { .. })
+        ));
+        assert!(matches!(
+            v.expand("${1x}"),
+            Err(InterpolationError::Syntax { .. })
+        ));
         assert_eq!(references("a ${X} b ${Y:-1}"), vec!["X", "Y"]);
     }
 }

@@ -34,7 +34,10 @@ pub fn file_schema() -> Value {
     let mut schema = settings_schema();
     let partial = partial_schema();
     if let Some(obj) = schema.as_object_mut() {
-        obj.insert("title".into(), json!("Slipway deployment configuration (deployment.yml)"));
+        obj.insert(
+            "title".into(),
+            json!("Slipway deployment configuration (deployment.yml)"),
+        );
         obj.insert(
             "description".into(),
             json!("Shared settings at the top level; `environments.<name>` overrides them per environment. See https://github.com/slipway-dev/slipway#configuration-reference"),
@@ -79,7 +82,10 @@ mod tests {
     fn schemas_are_inline_and_strict() {
         let s = settings_schema();
         let text = s.to_string();
-        assert!(!text.contains("$ref"), "subschemas must be inlined for error mapping");
+        assert!(
+            !text.contains("$ref"),
+            "subschemas must be inlined for error mapping"
+        );
         assert_eq!(s["additionalProperties"], json!(false));
         assert_eq!(s["properties"]["app"]["additionalProperties"], json!(false));
         assert!(s["required"].as_array().unwrap().contains(&json!("app")));

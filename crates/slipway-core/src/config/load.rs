@@ -62,9 +62,15 @@ impl ResolvedConfig {
 pub fn repository_root(config_path: &Path) -> PathBuf {
     let dir = config_path.parent().unwrap_or(Path::new("."));
     let is_standard = dir.file_name().is_some_and(|n| n == "config")
-        && dir.parent().and_then(Path::file_name).is_some_and(|n| n == "deploy");
+        && dir
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|n| n == "deploy");
     if is_standard {
-        dir.parent().and_then(Path::parent).unwrap_or(dir).to_path_buf()
+        dir.parent()
+            .and_then(Path::parent)
+            .unwrap_or(dir)
+            .to_path_buf()
     } else {
         dir.to_path_buf()
     }
@@ -82,24 +88,41 @@ pub fn env_file_path(config_path: &Path, environment: &str) -> PathBuf {
 pub fn load(opts: &LoadOptions) -> Result<ResolvedConfig, Problems> {
     let mut problems = Vec::new();
     let config_path = Arc::new(opts.config_path.clone());
-    let file_origin = |line, column| Origin::Yaml { path: config_path.clone(), line, column };
+    let file_origin = |line, column| Origin::Yaml {
+        path: config_path.clone(),
+        line,
+        column,
+    };
 
     let text = fs_err::read_to_string(&opts.config_path).map_err(|e| {
         Problems(vec![
-            Problem::error(file_origin(1, 1), format!("cannot read the configuration: {}", io_reason(&e)))
-                .hint("run `slipway init` in your repository, or pass --config <path to deployment.yml>"),
+            Problem::error(
+                file_origin(1, 1),
+                format!("cannot read the configuration: {}", io_reason(&e)),
+            )
+            .hint(
+                "run `slipway init` in your repository, or pass --config <path to deployment.yml>",
+            ),
         ])
     })?;
     let document = raw::parse(&text, &config_path).map_err(|e| {
         Problems(vec![
-            Problem::error(file_origin(e.line, e.column), format!("invalid YAML: {}", e.message))
-                .hint("fix the syntax at this position (indentation, a missing `:` or closing bracket)"),
+            Problem::error(
+                file_origin(e.line, e.column),
+                format!("invalid YAML: {}", e.message),
+            )
+            .hint(
+                "fix the syntax at this position (indentation, a missing `:` or closing bracket)",
+            ),
         ])
     })?;
     if !matches!(document.value, Value::Map(_)) {
         return Err(Problems(vec![
-            Problem::error(document.origin.clone(), "the configuration must be a mapping of keys")
-                .found(document.describe()),
+            Problem::error(
+                document.origin.clone(),
+                "the configuration must be a mapping of keys",
+            )
+            .found(document.describe()),
         ]));
     }
 
@@ -112,7 +135,11 @@ pub fn load(opts: &LoadOptions) -> Result<ResolvedConfig, Problems> {
             env_section = Some(section);
         } else {
             // Other environments: structure only (their variables are not loaded).
-            problems.extend(validate::schema_problems(&section, &json_schema::partial_schema(), true));
+            problems.extend(validate::schema_problems(
+                &section,
+                &json_schema::partial_schema(),
+                true,
+            ));
         }
     }
     if env_section.is_none() {
@@ -127,7 +154,10 @@ pub fn load(opts: &LoadOptions) -> Result<ResolvedConfig, Problems> {
         });
         p = match did_you_mean(&opts.environment, env_names.iter().map(String::as_str)) {
             Some(hint) => p.hint(hint),
-            None => p.hint(format!("add `environments: {{{}: {{}}}}` to deployment.yml", opts.environment)),
+            None => p.hint(format!(
+                "add `environments: {{{}: {{}}}}` to deployment.yml",
+                opts.environment
+            )),
         };
         problems.push(p);
     }
@@ -145,7 +175,10 @@ pub fn load(opts: &LoadOptions) -> Result<ResolvedConfig, Problems> {
     }
 
     // Interpolate ${VAR} in the shared and selected sections.
-    let vars = Variables { process: &opts.process_env, dotenv: &dotenv_entries };
+    let vars = Variables {
+        process: &opts.process_env,
+        dotenv: &dotenv_entries,
+    };
     interpolate_tree(&mut shared, &vars, &mut problems);
     if let Some(section) = env_section.as_mut() {
         interpolate_tree(section, &vars, &mut problems);
@@ -156,20 +189,30 @@ pub fn load(opts: &LoadOptions) -> Result<ResolvedConfig, Problems> {
     let dotenv_values: Vec<(String, String, Origin)> = dotenv_entries
         .iter()
         .filter(|e| e.name.starts_with(resolve::OVERRIDE_PREFIX))
-        .filter_map(|e| Some((e.name.clone(), vars.lookup(&e.name).ok()??.value, e.origin.clone())))
+        .filter_map(|e| {
+            Some((
+                e.name.clone(),
+                vars.lookup(&e.name).ok()??.value,
+                e.origin.clone(),
+            ))
+        })
         .collect();
     let dotenv_overrides = resolve::overrides_from_vars(
-        dotenv_values.iter().map(|(n, v, o)| (n.as_str(), v.as_str(), o.clone())),
-    );
-    let process_overrides = resolve::overrides_from_vars(
-        opts.process_env
+        dotenv_values
             .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str(), Origin::ProcessEnv { name: n.clone() })),
+            .map(|(n, v, o)| (n.as_str(), v.as_str(), o.clone())),
     );
+    let process_overrides = resolve::overrides_from_vars(opts.process_env.iter().map(|(n, v)| {
+        (
+            n.as_str(),
+            v.as_str(),
+            Origin::ProcessEnv { name: n.clone() },
+        )
+    }));
     let cli_overrides = match resolve::overrides_from_flags(&opts.cli_overrides) {
         Ok(o) => o,
         Err(p) => {
-            problems.push(p);
+            problems.push(*p);
             Vec::new()
         }
     };
@@ -181,12 +224,19 @@ pub fn load(opts: &LoadOptions) -> Result<ResolvedConfig, Problems> {
         cli: cli_overrides,
     });
 
-    problems.extend(validate::schema_problems(&tree, &json_schema::settings_schema(), false));
+    problems.extend(validate::schema_problems(
+        &tree,
+        &json_schema::settings_schema(),
+        false,
+    ));
     if problems.iter().any(Problem::is_error) {
         return Err(Problems(problems));
     }
     let settings: Settings = serde_json::from_value(tree.to_json()).map_err(|e| {
-        Problems(vec![Problem::error(tree.origin.clone(), format!("cannot decode the configuration: {e}"))])
+        Problems(vec![Problem::error(
+            tree.origin.clone(),
+            format!("cannot decode the configuration: {e}"),
+        )])
     })?;
 
     let root = repository_root(&opts.config_path);
@@ -194,11 +244,18 @@ pub fn load(opts: &LoadOptions) -> Result<ResolvedConfig, Problems> {
 
     // The service's environment and its secrets.
     let mut secret_names: Vec<String> = settings.app.secrets.clone();
-    secret_names.extend(required_by_database(&settings).iter().map(|s| s.to_string()));
-    let is_secret = |name: &str| secrets::is_secret_name(name) || secret_names.iter().any(|s| s == name);
-    let app_env_node = tree.get("app").and_then(|a| a.get("env")).cloned().unwrap_or_else(|| {
-        Node::new(Value::Map(Vec::new()), Origin::Default)
-    });
+    secret_names.extend(
+        required_by_database(&settings)
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let is_secret =
+        |name: &str| secrets::is_secret_name(name) || secret_names.iter().any(|s| s == name);
+    let app_env_node = tree
+        .get("app")
+        .and_then(|a| a.get("env"))
+        .cloned()
+        .unwrap_or_else(|| Node::new(Value::Map(Vec::new()), Origin::Default));
     let app_env = match resolve::app_environment(&app_env_node, &dotenv_entries, &vars, is_secret) {
         Ok(env) => env,
         Err(ps) => {
@@ -206,7 +263,13 @@ pub fn load(opts: &LoadOptions) -> Result<ResolvedConfig, Problems> {
             BTreeMap::new()
         }
     };
-    check_required_secrets(&secret_names, &app_env, &env_file_arc, &opts.environment, &mut problems);
+    check_required_secrets(
+        &secret_names,
+        &app_env,
+        &env_file_arc,
+        &opts.environment,
+        &mut problems,
+    );
 
     if problems.iter().any(Problem::is_error) {
         return Err(Problems(problems));
@@ -234,7 +297,9 @@ pub fn required_by_database(settings: &Settings) -> &'static [&'static str] {
 
 fn split_environments(document: Node) -> (Node, Vec<(raw::Key, Node)>) {
     let origin = document.origin.clone();
-    let Value::Map(entries) = document.value else { unreachable!("checked to be a mapping") };
+    let Value::Map(entries) = document.value else {
+        unreachable!("checked to be a mapping")
+    };
     let mut shared = Vec::new();
     let mut environments = Vec::new();
     for (key, value) in entries {
@@ -251,7 +316,12 @@ fn split_environments(document: Node) -> (Node, Vec<(raw::Key, Node)>) {
 
 fn read_env_file(path: &Path, environment: &str, problems: &mut Vec<Problem>) -> Vec<EnvEntry> {
     let arc = Arc::new(path.to_path_buf());
-    let origin = Origin::EnvFile { path: arc.clone(), line: 1, column: 1, name: String::new() };
+    let origin = Origin::EnvFile {
+        path: arc.clone(),
+        line: 1,
+        column: 1,
+        name: String::new(),
+    };
     let example = path.with_file_name(format!(".env.{environment}.example"));
     let text = match fs_err::read_to_string(path) {
         Ok(t) => t,
@@ -268,8 +338,11 @@ fn read_env_file(path: &Path, environment: &str, problems: &mut Vec<Problem>) ->
         }
         Err(e) => {
             problems.push(
-                Problem::error(origin, format!("cannot read the environment file: {}", io_reason(&e)))
-                    .hint("check the file's owner and permissions (it should be yours, mode 600)"),
+                Problem::error(
+                    origin,
+                    format!("cannot read the environment file: {}", io_reason(&e)),
+                )
+                .hint("check the file's owner and permissions (it should be yours, mode 600)"),
             );
             return Vec::new();
         }
@@ -280,7 +353,12 @@ fn read_env_file(path: &Path, environment: &str, problems: &mut Vec<Problem>) ->
         Err(errors) => {
             for e in errors {
                 problems.push(Problem::error(
-                    Origin::EnvFile { path: arc.clone(), line: e.line, column: e.column, name: String::new() },
+                    Origin::EnvFile {
+                        path: arc.clone(),
+                        line: e.line,
+                        column: e.column,
+                        name: String::new(),
+                    },
                     e.message,
                 ));
             }
@@ -292,7 +370,9 @@ fn read_env_file(path: &Path, environment: &str, problems: &mut Vec<Problem>) ->
 #[cfg(unix)]
 fn check_permissions(path: &Path, environment: &str, origin: &Origin, problems: &mut Vec<Problem>) {
     use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = fs_err::metadata(path) else { return };
+    let Ok(meta) = fs_err::metadata(path) else {
+        return;
+    };
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 == 0 {
         return;
@@ -300,9 +380,17 @@ fn check_permissions(path: &Path, environment: &str, origin: &Origin, problems: 
     let message = format!("the environment file is readable by group or others (mode {mode:03o})");
     let hint = format!("run: chmod 600 {}", path.display());
     if PROTECTED_ENVIRONMENTS.contains(&environment) {
-        problems.push(Problem::error(origin.clone(), message).expected("mode 600").hint(hint));
+        problems.push(
+            Problem::error(origin.clone(), message)
+                .expected("mode 600")
+                .hint(hint),
+        );
     } else {
-        problems.push(Problem::warning(origin.clone(), message).expected("mode 600").hint(hint));
+        problems.push(
+            Problem::warning(origin.clone(), message)
+                .expected("mode 600")
+                .hint(hint),
+        );
     }
 }
 
@@ -312,64 +400,125 @@ fn check_permissions(_: &Path, _: &str, _: &Origin, _: &mut Vec<Problem>) {}
 fn interpolate_tree(node: &mut Node, vars: &Variables<'_>, problems: &mut Vec<Problem>) {
     match &mut node.value {
         Value::String(text) if text.contains('$') => match vars.expand(text) {
-            Ok(expanded) => *text = expanded,
-            Err(e) => problems.push(
-                Problem::error(node.origin.clone(), e.to_string())
-                    .hint("define the variable in the environment's .env file or the process environment"),
-            ),
+            Ok(expanded) => {
+                *text = expanded;
+                node.interpolated = true;
+            }
+            Err(e) => problems.push(Problem::error(node.origin.clone(), e.to_string()).hint(
+                "define the variable in the environment's .env file or the process environment",
+            )),
         },
-        Value::Map(entries) => entries.iter_mut().for_each(|(_, v)| interpolate_tree(v, vars, problems)),
-        Value::Seq(items) => items.iter_mut().for_each(|v| interpolate_tree(v, vars, problems)),
+        Value::Map(entries) => entries
+            .iter_mut()
+            .for_each(|(_, v)| interpolate_tree(v, vars, problems)),
+        Value::Seq(items) => items
+            .iter_mut()
+            .for_each(|v| interpolate_tree(v, vars, problems)),
         _ => {}
     }
 }
 
 fn string_list(node: Option<&Node>) -> Vec<String> {
     match node.map(|n| &n.value) {
-        Some(Value::Seq(items)) => items.iter().filter_map(|i| i.as_str().map(String::from)).collect(),
+        Some(Value::Seq(items)) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(String::from))
+            .collect(),
         _ => Vec::new(),
     }
 }
 
 fn semantic_checks(settings: &Settings, tree: &Node, root: &Path, problems: &mut Vec<Problem>) {
-    let origin_of = |pointer: &str| tree.at_pointer(pointer).map_or(Origin::Default, |n| n.origin.clone());
+    let origin_of = |pointer: &str| {
+        tree.at_pointer(pointer)
+            .map_or(Origin::Default, |n| n.origin.clone())
+    };
     let provider = settings.provider.as_str();
     if !KNOWN_PROVIDERS.contains(&provider) {
-        let mut p = Problem::error(origin_of("/provider"), format!("unknown provider `{provider}`"))
-            .expected(format!("one of: {}", KNOWN_PROVIDERS.join(", ")));
+        let mut p = Problem::error(
+            origin_of("/provider"),
+            format!("unknown provider `{provider}`"),
+        )
+        .expected(format!("one of: {}", KNOWN_PROVIDERS.join(", ")));
         if let Some(h) = did_you_mean(provider, KNOWN_PROVIDERS.iter().copied()) {
             p = p.hint(h);
         }
         problems.push(p);
     } else if !SUPPORTED_PROVIDERS.contains(&provider) {
         problems.push(
-            Problem::error(origin_of("/provider"), format!("provider `{provider}` is reserved but not supported yet"))
-                .expected(format!("one of: {}", SUPPORTED_PROVIDERS.join(", ")))
-                .hint("use `provider: docker` (one host, local or over SSH)"),
+            Problem::error(
+                origin_of("/provider"),
+                format!("provider `{provider}` is reserved but not supported yet"),
+            )
+            .expected(format!("one of: {}", SUPPORTED_PROVIDERS.join(", ")))
+            .hint("use `provider: docker` (one host, local or over SSH)"),
         );
     }
-    if let Some(host) = settings.providers.docker.as_ref().and_then(|d| d.host.as_deref())
-        && !(host.starts_with("unix://") || host.starts_with("ssh://") || host.starts_with("tcp://"))
+    if let Some(host) = settings
+        .providers
+        .docker
+        .as_ref()
+        .and_then(|d| d.host.as_deref())
+        && !(host.starts_with("unix://")
+            || host.starts_with("ssh://")
+            || host.starts_with("tcp://"))
     {
         problems.push(
-            Problem::error(origin_of("/providers/docker/host"), "`providers.docker.host` is not an engine address")
-                .found(format!("{host:?}"))
-                .expected("unix:///var/run/docker.sock, ssh://user@host or tcp://host:2376"),
+            Problem::error(
+                origin_of("/providers/docker/host"),
+                "`providers.docker.host` is not an engine address",
+            )
+            .found(format!("{host:?}"))
+            .expected("unix:///var/run/docker.sock, ssh://user@host or tcp://host:2376"),
         );
     }
+    // With a build command, the context (and a Dockerfile inside it) may
+    // only exist once the command has run.
+    let prepared_by_command = settings.app.build.command.is_some();
     let dir_checks = [
-        ("/database/migrations", &settings.database.migrations, true, "the migrations directory"),
-        ("/app/build/context", &settings.app.build.context, true, "the build context"),
-        ("/app/build/dockerfile", &settings.app.build.dockerfile, false, "the Dockerfile"),
+        (
+            "/database/migrations",
+            &settings.database.migrations,
+            true,
+            "the migrations directory",
+            false,
+        ),
+        (
+            "/app/build/context",
+            &settings.app.build.context,
+            true,
+            "the build context",
+            prepared_by_command,
+        ),
+        (
+            "/app/build/dockerfile",
+            &settings.app.build.dockerfile,
+            false,
+            "the Dockerfile",
+            false,
+        ),
     ];
-    for (pointer, relative, is_dir, what) in dir_checks {
+    for (pointer, relative, is_dir, what, skip) in dir_checks {
+        if skip {
+            continue;
+        }
         let path = root.join(relative);
-        let ok = if is_dir { path.is_dir() } else { path.is_file() };
+        let ok = if is_dir {
+            path.is_dir()
+        } else {
+            path.is_file()
+        };
         if !ok {
             problems.push(
-                Problem::error(origin_of(pointer), format!("{what} does not exist: {}", path.display()))
-                    .found(format!("{relative:?}"))
-                    .hint(format!("paths are relative to the repository root {}", root.display())),
+                Problem::error(
+                    origin_of(pointer),
+                    format!("{what} does not exist: {}", path.display()),
+                )
+                .found(format!("{relative:?}"))
+                .hint(format!(
+                    "paths are relative to the repository root {}",
+                    root.display()
+                )),
             );
         }
     }
@@ -377,8 +526,17 @@ fn semantic_checks(settings: &Settings, tree: &Node, root: &Path, problems: &mut
         && !root.join(df).is_file()
     {
         problems.push(
-            Problem::error(origin_of("/database/dockerfile"), format!("the database Dockerfile does not exist: {}", root.join(df).display()))
-                .hint(format!("paths are relative to the repository root {}", root.display())),
+            Problem::error(
+                origin_of("/database/dockerfile"),
+                format!(
+                    "the database Dockerfile does not exist: {}",
+                    root.join(df).display()
+                ),
+            )
+            .hint(format!(
+                "paths are relative to the repository root {}",
+                root.display()
+            )),
         );
     }
     for (pointer, d) in [
@@ -387,7 +545,10 @@ fn semantic_checks(settings: &Settings, tree: &Node, root: &Path, problems: &mut
         ("/health/start_timeout", &settings.health.start_timeout),
     ] {
         if d.0.is_zero() {
-            problems.push(Problem::error(origin_of(pointer), format!("`{}` must be longer than zero", validate::dotted(pointer))));
+            problems.push(Problem::error(
+                origin_of(pointer),
+                format!("`{}` must be longer than zero", validate::dotted(pointer)),
+            ));
         }
     }
 }
@@ -403,16 +564,28 @@ fn check_required_secrets(
         match app_env.get(name) {
             None => problems.push(
                 Problem::error(
-                    Origin::EnvFile { path: env_file.clone(), line: 1, column: 1, name: name.clone() },
+                    Origin::EnvFile {
+                        path: env_file.clone(),
+                        line: 1,
+                        column: 1,
+                        name: name.clone(),
+                    },
                     format!("required secret `{name}` is not set"),
                 )
-                .hint(format!("add `{name}=<value>` to .env.{environment} (see .env.{environment}.example)")),
+                .hint(format!(
+                    "add `{name}=<value>` to .env.{environment} (see .env.{environment}.example)"
+                )),
             ),
             Some(var) if secrets::is_placeholder(var.value.expose()) => problems.push(
-                Problem::error(var.origin.clone(), format!("required secret `{name}` is still a placeholder or empty"))
-                    .found(crate::secret::REDACTED)
-                    .expected("the real value")
-                    .hint(format!("replace CHANGE_ME with the real value for `{name}`")),
+                Problem::error(
+                    var.origin.clone(),
+                    format!("required secret `{name}` is still a placeholder or empty"),
+                )
+                .found(crate::secret::REDACTED)
+                .expected("the real value")
+                .hint(format!(
+                    "replace CHANGE_ME with the real value for `{name}`"
+                )),
             ),
             Some(_) => {}
         }

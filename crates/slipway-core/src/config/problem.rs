@@ -38,7 +38,10 @@ impl Problem {
     }
 
     pub fn warning(origin: Origin, message: impl Into<String>) -> Self {
-        Self { severity: Severity::Warning, ..Self::error(origin, message) }
+        Self {
+            severity: Severity::Warning,
+            ..Self::error(origin, message)
+        }
     }
 
     pub fn expected(mut self, expected: impl Into<String>) -> Self {
@@ -124,7 +127,10 @@ impl fmt::Display for Problems {
 impl std::error::Error for Problems {}
 
 /// The closest candidate to `word`, when close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(word, c), c))

@@ -20,6 +20,9 @@ use super::origin::Origin;
 pub struct Node {
     pub value: Value,
     pub origin: Origin,
+    /// The value was produced by `${VAR}` interpolation: it may carry a
+    /// secret even though its key does not look secret.
+    pub interpolated: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -42,7 +45,11 @@ pub struct Key {
 
 impl Node {
     pub fn new(value: Value, origin: Origin) -> Self {
-        Self { value, origin }
+        Self {
+            value,
+            origin,
+            interpolated: false,
+        }
     }
 
     /// The child under `key` of a mapping.
@@ -99,7 +106,10 @@ impl Node {
         for raw in pointer.split('/').skip(1) {
             let part = raw.replace("~1", "/").replace("~0", "~");
             node = match &node.value {
-                Value::Map(entries) => entries.iter().find(|(k, _)| k.name == part).map(|(_, v)| v)?,
+                Value::Map(entries) => entries
+                    .iter()
+                    .find(|(k, _)| k.name == part)
+                    .map(|(_, v)| v)?,
                 Value::Seq(items) => items.get(part.parse::<usize>().ok()?)?,
                 _ => return None,
             };
@@ -132,7 +142,11 @@ pub fn parse(text: &str, path: &Arc<PathBuf>) -> Result<Node, ParseError> {
     if text.trim().is_empty() {
         return Ok(Node::new(
             Value::Map(Vec::new()),
-            Origin::Yaml { path: path.clone(), line: 1, column: 1 },
+            Origin::Yaml {
+                path: path.clone(),
+                line: 1,
+                column: 1,
+            },
         ));
     }
     let spanned: Spanned<RawValue> = serde_saphyr::from_str(text).map_err(|e| {
@@ -140,7 +154,11 @@ pub fn parse(text: &str, path: &Arc<PathBuf>) -> Result<Node, ParseError> {
         // The library's message may embed a source snippet; keep the first line.
         let full = e.without_snippet().to_string();
         let message = full.lines().next().unwrap_or("invalid YAML").to_string();
-        ParseError { message, line, column }
+        ParseError {
+            message,
+            line,
+            column,
+        }
     })?;
     Ok(convert(spanned, path))
 }
@@ -158,7 +176,10 @@ fn convert(spanned: Spanned<RawValue>, path: &Arc<PathBuf>) -> Node {
             entries
                 .into_iter()
                 .map(|(k, v)| {
-                    let key = Key { origin: origin_of(&k.referenced, path), name: k.value };
+                    let key = Key {
+                        origin: origin_of(&k.referenced, path),
+                        name: k.value,
+                    };
                     (key, convert(v, path))
                 })
                 .collect(),
@@ -168,7 +189,11 @@ fn convert(spanned: Spanned<RawValue>, path: &Arc<PathBuf>) -> Node {
 }
 
 fn origin_of(loc: &serde_saphyr::Location, path: &Arc<PathBuf>) -> Origin {
-    Origin::Yaml { path: path.clone(), line: loc.line(), column: loc.column() }
+    Origin::Yaml {
+        path: path.clone(),
+        line: loc.line(),
+        column: loc.column(),
+    }
 }
 
 /// What serde-saphyr hands us, before positions get their file name.

@@ -44,7 +44,12 @@ pub fn merge(layers: Layers) -> Node {
     if let Some(env) = layers.environment {
         deep_merge(&mut tree, env);
     }
-    for o in layers.dotenv.into_iter().chain(layers.process).chain(layers.cli) {
+    for o in layers
+        .dotenv
+        .into_iter()
+        .chain(layers.process)
+        .chain(layers.cli)
+    {
         set_path(&mut tree, &o.path, o.value);
     }
     tree
@@ -80,7 +85,10 @@ fn set_path(tree: &mut Node, path: &[String], value: Node) {
         let index = match entries.iter().position(|(k, _)| &k.name == first) {
             Some(i) => i,
             None => {
-                let key = Key { name: first.clone(), origin: value.origin.clone() };
+                let key = Key {
+                    name: first.clone(),
+                    origin: value.origin.clone(),
+                };
                 entries.push((key, Node::new(Value::Map(Vec::new()), value.origin.clone())));
                 entries.len() - 1
             }
@@ -90,32 +98,47 @@ fn set_path(tree: &mut Node, path: &[String], value: Node) {
 }
 
 /// Turns `SLIPWAY__A__B` variables into overrides of `a.b`.
-pub fn overrides_from_vars<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str, Origin)>) -> Vec<Override> {
+pub fn overrides_from_vars<'a>(
+    vars: impl IntoIterator<Item = (&'a str, &'a str, Origin)>,
+) -> Vec<Override> {
     vars.into_iter()
         .filter_map(|(name, value, origin)| {
             let rest = name.strip_prefix(OVERRIDE_PREFIX)?;
             let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
-            Some(Override { path, value: scalar(value, origin) })
+            Some(Override {
+                path,
+                value: scalar(value, origin),
+            })
         })
         .collect()
 }
 
 /// Parses `--set a.b=value` flags.
-pub fn overrides_from_flags(flags: &[String]) -> Result<Vec<Override>, Problem> {
+pub fn overrides_from_flags(flags: &[String]) -> Result<Vec<Override>, Box<Problem>> {
     flags
         .iter()
         .map(|flag| {
-            let origin = Origin::CliFlag { flag: format!("--set {}", flag.split('=').next().unwrap_or("")) };
+            let origin = Origin::CliFlag {
+                flag: format!("--set {}", flag.split('=').next().unwrap_or("")),
+            };
             let (key, value) = flag.split_once('=').ok_or_else(|| {
-                Problem::error(origin.clone(), format!("`--set {flag}` has no `=`"))
-                    .expected("--set <key.path>=<value>, e.g. --set deployment.drain_timeout=45s")
+                Box::new(
+                    Problem::error(origin.clone(), format!("`--set {flag}` has no `=`")).expected(
+                        "--set <key.path>=<value>, e.g. --set deployment.drain_timeout=45s",
+                    ),
+                )
             })?;
             let path: Vec<String> = key.split('.').map(str::to_string).collect();
             if path.iter().any(String::is_empty) {
-                return Err(Problem::error(origin, format!("`{key}` is not a key path"))
-                    .expected("dot-separated keys, e.g. deployment.drain_timeout"));
+                return Err(Box::new(
+                    Problem::error(origin, format!("`{key}` is not a key path"))
+                        .expected("dot-separated keys, e.g. deployment.drain_timeout"),
+                ));
             }
-            Ok(Override { path, value: scalar(value, origin) })
+            Ok(Override {
+                path,
+                value: scalar(value, origin),
+            })
         })
         .collect()
 }
@@ -185,7 +208,11 @@ pub fn app_environment(
     let mut out = BTreeMap::new();
     let mut problems = Vec::new();
     let wrap = |name: &str, v: String| {
-        if is_secret(name) { EnvValue::Secret(Secret::new(v)) } else { EnvValue::Plain(v) }
+        if is_secret(name) {
+            EnvValue::Secret(Secret::new(v))
+        } else {
+            EnvValue::Plain(v)
+        }
     };
     if let Value::Map(entries) = &app_env.value {
         for (key, node) in entries {
@@ -197,25 +224,49 @@ pub fn app_environment(
                 _ => continue, // the schema reports non-scalars
             };
             let (value, origin) = match vars.process.get(&key.name) {
-                Some(p) => (p.clone(), Origin::ProcessEnv { name: key.name.clone() }),
+                Some(p) => (
+                    p.clone(),
+                    Origin::ProcessEnv {
+                        name: key.name.clone(),
+                    },
+                ),
                 None => (text, node.origin.clone()),
             };
-            out.insert(key.name.clone(), EnvVar { value: wrap(&key.name, value), origin });
+            out.insert(
+                key.name.clone(),
+                EnvVar {
+                    value: wrap(&key.name, value),
+                    origin,
+                },
+            );
         }
     }
-    for entry in dotenv.iter().filter(|e| !e.name.starts_with(OVERRIDE_PREFIX)) {
+    for entry in dotenv
+        .iter()
+        .filter(|e| !e.name.starts_with(OVERRIDE_PREFIX))
+    {
         match vars.lookup(&entry.name) {
             Ok(Some(resolved)) => {
                 out.insert(
                     entry.name.clone(),
-                    EnvVar { value: wrap(&entry.name, resolved.value), origin: resolved.origin },
+                    EnvVar {
+                        value: wrap(&entry.name, resolved.value),
+                        origin: resolved.origin,
+                    },
                 );
             }
             Ok(None) => {}
-            Err(e) => problems.push(Problem::error(entry.origin.clone(), format!("`{}`: {e}", entry.name))),
+            Err(e) => problems.push(Problem::error(
+                entry.origin.clone(),
+                format!("`{}`: {e}", entry.name),
+            )),
         }
     }
-    if problems.is_empty() { Ok(out) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
 }
 
 #[cfg(test)]
@@ -234,7 +285,9 @@ mod tests {
 
     #[test]
     fn most_specific_layer_wins_for_every_pair() {
-        let shared = yaml("deployment:\n  drain_timeout: 10s\n  watch_window: 1m\n  keep_releases: 3\n  public_port: 80\napp: {name: x}\n");
+        let shared = yaml(
+            "deployment:\n  drain_timeout: 10s\n  watch_window: 1m\n  keep_releases: 3\n  public_port: 80\napp: {name: x}\n",
+        );
         let env = yaml("deployment:\n  watch_window: 2m\n  keep_releases: 4\n  public_port: 81\n");
         let o = |path: &str, v: &str, origin: Origin| Override {
             path: path.split('.').map(String::from).collect(),
@@ -246,29 +299,67 @@ mod tests {
             column: 1,
             name: "SLIPWAY__DEPLOYMENT__KEEP_RELEASES".into(),
         };
-        let process_origin = Origin::ProcessEnv { name: "SLIPWAY__DEPLOYMENT__PUBLIC_PORT".into() };
+        let process_origin = Origin::ProcessEnv {
+            name: "SLIPWAY__DEPLOYMENT__PUBLIC_PORT".into(),
+        };
         let merged = merge(Layers {
             shared,
             environment: Some(env),
-            dotenv: vec![o("deployment.keep_releases", "5", dotenv_origin.clone()), o("deployment.public_port", "82", dotenv_origin.clone())],
-            process: vec![o("deployment.public_port", "83", process_origin.clone()), o("deployment.drain_timeout", "20s", process_origin.clone())],
-            cli: vec![o("deployment.drain_timeout", "30s", Origin::CliFlag { flag: "--set deployment.drain_timeout".into() })],
+            dotenv: vec![
+                o("deployment.keep_releases", "5", dotenv_origin.clone()),
+                o("deployment.public_port", "82", dotenv_origin.clone()),
+            ],
+            process: vec![
+                o("deployment.public_port", "83", process_origin.clone()),
+                o("deployment.drain_timeout", "20s", process_origin.clone()),
+            ],
+            cli: vec![o(
+                "deployment.drain_timeout",
+                "30s",
+                Origin::CliFlag {
+                    flag: "--set deployment.drain_timeout".into(),
+                },
+            )],
         });
         // shared only
         assert_eq!(get(&merged, "/app/name").value, Value::String("x".into()));
         assert_eq!(get(&merged, "/app/name").origin.to_string(), "d.yml:6:13");
         // env section > shared
-        assert_eq!(get(&merged, "/deployment/watch_window").value, Value::String("2m".into()));
-        assert_eq!(get(&merged, "/deployment/watch_window").origin.to_string(), "d.yml:2:17");
+        assert_eq!(
+            get(&merged, "/deployment/watch_window").value,
+            Value::String("2m".into())
+        );
+        assert_eq!(
+            get(&merged, "/deployment/watch_window").origin.to_string(),
+            "d.yml:2:17"
+        );
         // .env > env section
-        assert_eq!(get(&merged, "/deployment/keep_releases").value, Value::Int(5));
-        assert_eq!(get(&merged, "/deployment/keep_releases").origin, dotenv_origin);
+        assert_eq!(
+            get(&merged, "/deployment/keep_releases").value,
+            Value::Int(5)
+        );
+        assert_eq!(
+            get(&merged, "/deployment/keep_releases").origin,
+            dotenv_origin
+        );
         // process > .env
-        assert_eq!(get(&merged, "/deployment/public_port").value, Value::Int(83));
-        assert_eq!(get(&merged, "/deployment/public_port").origin, process_origin);
+        assert_eq!(
+            get(&merged, "/deployment/public_port").value,
+            Value::Int(83)
+        );
+        assert_eq!(
+            get(&merged, "/deployment/public_port").origin,
+            process_origin
+        );
         // CLI > process
-        assert_eq!(get(&merged, "/deployment/drain_timeout").value, Value::String("30s".into()));
-        assert!(matches!(get(&merged, "/deployment/drain_timeout").origin, Origin::CliFlag { .. }));
+        assert_eq!(
+            get(&merged, "/deployment/drain_timeout").value,
+            Value::String("30s".into())
+        );
+        assert!(matches!(
+            get(&merged, "/deployment/drain_timeout").origin,
+            Origin::CliFlag { .. }
+        ));
     }
 
     #[test]
@@ -298,7 +389,10 @@ mod tests {
             ("FEATURE".to_string(), "off".to_string()),
             ("OTHER".to_string(), "ignored".to_string()),
         ]);
-        let vars = Variables { process: &process, dotenv: &dotenv };
+        let vars = Variables {
+            process: &process,
+            dotenv: &dotenv,
+        };
         let env = app_environment(&app_env, &dotenv, &vars, |n| n.contains("SECRET")).unwrap();
         assert_eq!(env["LOG_LEVEL"].value.expose(), "debug");
         assert_eq!(env["FEATURE"].value.expose(), "off");

@@ -250,7 +250,9 @@ impl From<DurationText> for String {
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let n: u64 = digits
         .parse()
@@ -260,17 +262,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
         "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("`{text}` is not a duration (write e.g. 30s, 500ms, 5m, 1h)")),
+        _ => Err(format!(
+            "`{text}` is not a duration (write e.g. 30s, 500ms, 5m, 1h)"
+        )),
     }
 }
 
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 3_600_000 == 0 && ms > 0 {
+    if ms.is_multiple_of(3_600_000) && ms > 0 {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 && ms > 0 {
+    } else if ms.is_multiple_of(60_000) && ms > 0 {
         format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -349,13 +353,20 @@ impl Default for Health {
 
 impl Default for Snapshots {
     fn default() -> Self {
-        Self { dir: default_snapshot_dir(), retention_days: default_retention_days() }
+        Self {
+            dir: default_snapshot_dir(),
+            retention_days: default_retention_days(),
+        }
     }
 }
 
 impl Default for MigrationSettings {
     fn default() -> Self {
-        Self { lock_wait: default_lock_wait(), statement_timeout: None, lock_timeout: None }
+        Self {
+            lock_wait: default_lock_wait(),
+            statement_timeout: None,
+            lock_timeout: None,
+        }
     }
 }
 

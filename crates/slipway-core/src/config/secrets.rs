@@ -3,8 +3,17 @@
 
 /// Substrings (upper-case) that make a variable or key name secret.
 const SECRET_MARKERS: &[&str] = &[
-    "SECRET", "PASSWORD", "PASSWD", "TOKEN", "API_KEY", "APIKEY", "PRIVATE", "CREDENTIAL", "DATABASE_URL",
-    "DSN", "WEBHOOK",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "TOKEN",
+    "API_KEY",
+    "APIKEY",
+    "PRIVATE",
+    "CREDENTIAL",
+    "DATABASE_URL",
+    "DSN",
+    "WEBHOOK",
 ];
 
 /// Values that mean "not filled in yet".
@@ -19,12 +28,18 @@ pub fn is_secret_name(name: &str) -> bool {
 /// Whether a value is empty or still a template placeholder.
 pub fn is_placeholder(value: &str) -> bool {
     let v = value.trim();
-    v.is_empty() || PLACEHOLDERS.iter().any(|p| v.to_ascii_uppercase().contains(p))
+    v.is_empty()
+        || PLACEHOLDERS
+            .iter()
+            .any(|p| v.to_ascii_uppercase().contains(p))
 }
 
 /// Whether a string carries a password inside a URL (`scheme://user:pw@host`).
 pub fn url_has_password(value: &str) -> bool {
-    url::Url::parse(value).is_ok_and(|u| u.password().is_some_and(|p| !p.is_empty() && !p.contains("${")))
+    url::Url::parse(value).is_ok_and(|u| {
+        u.password()
+            .is_some_and(|p| !p.is_empty() && !p.contains("${"))
+    })
 }
 
 #[cfg(test)]

@@ -17,7 +17,12 @@ use super::secrets;
 pub fn schema_problems(tree: &Node, schema: &Json, only_unknown_keys: bool) -> Vec<Problem> {
     let validator = match jsonschema::validator_for(schema) {
         Ok(v) => v,
-        Err(e) => return vec![Problem::error(Origin::Default, format!("internal: invalid schema: {e}"))],
+        Err(e) => {
+            return vec![Problem::error(
+                Origin::Default,
+                format!("internal: invalid schema: {e}"),
+            )];
+        }
     };
     let instance = tree.to_json();
     let mut problems = Vec::new();
@@ -26,8 +31,13 @@ pub fn schema_problems(tree: &Node, schema: &Json, only_unknown_keys: bool) -> V
         let schema_pointer = error.schema_path().as_str().to_string();
         let node = tree.at_pointer(&pointer).unwrap_or(tree);
         let dotted = dotted(&pointer);
-        let secret = is_secret_path(&pointer) || is_secret_origin(&node.origin);
-        let found = if secret { crate::secret::REDACTED.to_string() } else { node.describe() };
+        let secret =
+            is_secret_path(&pointer) || node.interpolated || from_environment(&node.origin);
+        let found = if secret {
+            crate::secret::REDACTED.to_string()
+        } else {
+            node.describe()
+        };
         match error.kind() {
             ValidationErrorKind::AdditionalProperties { unexpected } => {
                 let parent = schema_pointer.trim_end_matches("/additionalProperties");
@@ -38,11 +48,16 @@ pub fn schema_problems(tree: &Node, schema: &Json, only_unknown_keys: bool) -> V
                     .map(|p| p.keys().cloned().collect())
                     .unwrap_or_default();
                 for key in unexpected {
-                    let key_pointer = format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"));
+                    let key_pointer =
+                        format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"));
                     let origin = tree
                         .key_at_pointer(&key_pointer)
                         .map_or_else(|| node.origin.clone(), |k| k.origin.clone());
-                    let place = if dotted.is_empty() { "at the top level".to_string() } else { format!("in `{dotted}`") };
+                    let place = if dotted.is_empty() {
+                        "at the top level".to_string()
+                    } else {
+                        format!("in `{dotted}`")
+                    };
                     let mut p = Problem::error(origin, format!("unknown key `{key}` {place}"))
                         .expected(format!("one of: {}", allowed.join(", ")));
                     if let Some(hint) = did_you_mean(key, allowed.iter().map(String::as_str)) {
@@ -54,8 +69,14 @@ pub fn schema_problems(tree: &Node, schema: &Json, only_unknown_keys: bool) -> V
             _ if only_unknown_keys => {}
             ValidationErrorKind::Required { property } => {
                 let name = property.as_str().unwrap_or_default();
-                let full = if dotted.is_empty() { name.to_string() } else { format!("{dotted}.{name}") };
-                let origin = tree.key_at_pointer(&pointer).map_or_else(|| node.origin.clone(), |k| k.origin.clone());
+                let full = if dotted.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{dotted}.{name}")
+                };
+                let origin = tree
+                    .key_at_pointer(&pointer)
+                    .map_or_else(|| node.origin.clone(), |k| k.origin.clone());
                 problems.push(
                     Problem::error(origin, format!("missing required key `{full}`"))
                         .hint(format!("add `{name}:` here, in the shared section or in every environment's section")),
@@ -64,24 +85,36 @@ pub fn schema_problems(tree: &Node, schema: &Json, only_unknown_keys: bool) -> V
             ValidationErrorKind::Type { kind } => {
                 let expected = match kind {
                     jsonschema::error::TypeKind::Single(t) => t.to_string(),
-                    jsonschema::error::TypeKind::Multiple(ts) => {
-                        ts.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" or ")
-                    }
+                    jsonschema::error::TypeKind::Multiple(ts) => ts
+                        .iter()
+                        .map(|t| t.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" or "),
                 };
                 problems.push(
-                    Problem::error(node.origin.clone(), format!("`{dotted}` has the wrong type"))
-                        .expected(expected)
-                        .found(found),
+                    Problem::error(
+                        node.origin.clone(),
+                        format!("`{dotted}` has the wrong type"),
+                    )
+                    .expected(expected)
+                    .found(found),
                 );
             }
             ValidationErrorKind::Enum { options } => {
                 let opts: Vec<String> = options
                     .as_array()
-                    .map(|a| a.iter().filter_map(|o| o.as_str().map(String::from)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|o| o.as_str().map(String::from))
+                            .collect()
+                    })
                     .unwrap_or_default();
-                let mut p = Problem::error(node.origin.clone(), format!("`{dotted}` is not an allowed value"))
-                    .expected(format!("one of: {}", opts.join(", ")))
-                    .found(found);
+                let mut p = Problem::error(
+                    node.origin.clone(),
+                    format!("`{dotted}` is not an allowed value"),
+                )
+                .expected(format!("one of: {}", opts.join(", ")))
+                .found(found);
                 if let Some(text) = node.as_str()
                     && let Some(hint) = did_you_mean(text, opts.iter().map(String::as_str))
                 {
@@ -96,19 +129,24 @@ pub fn schema_problems(tree: &Node, schema: &Json, only_unknown_keys: bool) -> V
                     format!("text matching `{pattern}`")
                 };
                 problems.push(
-                    Problem::error(node.origin.clone(), format!("`{dotted}` is not in the expected form"))
-                        .expected(expected)
-                        .found(found),
+                    Problem::error(
+                        node.origin.clone(),
+                        format!("`{dotted}` is not in the expected form"),
+                    )
+                    .expected(expected)
+                    .found(found),
                 );
             }
-            ValidationErrorKind::Minimum { limit } | ValidationErrorKind::ExclusiveMinimum { limit } => {
+            ValidationErrorKind::Minimum { limit }
+            | ValidationErrorKind::ExclusiveMinimum { limit } => {
                 problems.push(
                     Problem::error(node.origin.clone(), format!("`{dotted}` is too small"))
                         .expected(format!("at least {limit}"))
                         .found(found),
                 );
             }
-            ValidationErrorKind::Maximum { limit } | ValidationErrorKind::ExclusiveMaximum { limit } => {
+            ValidationErrorKind::Maximum { limit }
+            | ValidationErrorKind::ExclusiveMaximum { limit } => {
                 problems.push(
                     Problem::error(node.origin.clone(), format!("`{dotted}` is too large"))
                         .expected(format!("at most {limit}"))
@@ -117,7 +155,10 @@ pub fn schema_problems(tree: &Node, schema: &Json, only_unknown_keys: bool) -> V
             }
             _ => {
                 // Other keywords: the library's message with the value masked.
-                problems.push(Problem::error(node.origin.clone(), format!("`{dotted}`: {}", error.masked())));
+                problems.push(Problem::error(
+                    node.origin.clone(),
+                    format!("`{dotted}`: {}", error.masked()),
+                ));
             }
         }
     }
@@ -131,8 +172,11 @@ pub fn secrets_in_file(tree: &Node, declared_secrets: &[String]) -> Vec<Problem>
     walk(tree, &mut String::new(), &mut |path, key, node| {
         let Some(text) = node.as_str() else { return };
         let interpolated_only = text.trim().starts_with("${") && text.trim().ends_with('}');
-        let named_secret = secrets::is_secret_name(key) || declared_secrets.iter().any(|s| s == key);
-        if (named_secret && !interpolated_only && !text.trim().is_empty()) || secrets::url_has_password(text) {
+        let named_secret =
+            secrets::is_secret_name(key) || declared_secrets.iter().any(|s| s == key);
+        if (named_secret && !interpolated_only && !text.trim().is_empty())
+            || secrets::url_has_password(text)
+        {
             problems.push(
                 Problem::error(node.origin.clone(), format!("`{path}` holds a secret written into deployment.yml"))
                     .found(crate::secret::REDACTED)
@@ -169,14 +213,16 @@ pub fn dotted(pointer: &str) -> String {
 }
 
 fn is_secret_path(pointer: &str) -> bool {
-    pointer.rsplit('/').next().is_some_and(secrets::is_secret_name)
+    pointer
+        .rsplit('/')
+        .next()
+        .is_some_and(secrets::is_secret_name)
 }
 
-fn is_secret_origin(origin: &Origin) -> bool {
-    match origin {
-        Origin::EnvFile { name, .. } | Origin::ProcessEnv { name } => secrets::is_secret_name(name),
-        _ => false,
-    }
+/// Values from `.env` files and the process environment are never echoed:
+/// those are where secrets live, whatever the variable is called.
+fn from_environment(origin: &Origin) -> bool {
+    matches!(origin, Origin::EnvFile { .. } | Origin::ProcessEnv { .. })
 }
 
 #[cfg(test)]
@@ -194,7 +240,10 @@ mod tests {
 
     #[test]
     fn valid_tree_has_no_problems() {
-        assert_eq!(schema_problems(&yaml(VALID), &settings_schema(), false), vec![]);
+        assert_eq!(
+            schema_problems(&yaml(VALID), &settings_schema(), false),
+            vec![]
+        );
     }
 
     #[test]
@@ -204,26 +253,48 @@ mod tests {
         let rendered: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         let all = rendered.join("\n");
         assert_eq!(problems.len(), 5, "{all}");
-        assert!(all.contains("d.yml:3:3: error: unknown key `prot` in `app`"), "{all}");
+        assert!(
+            all.contains("d.yml:3:3: error: unknown key `prot` in `app`"),
+            "{all}"
+        );
         assert!(all.contains("did you mean `port`?"), "{all}");
-        assert!(all.contains("d.yml:7:9: error: `database.mode` is not an allowed value"), "{all}");
+        assert!(
+            all.contains("d.yml:7:9: error: `database.mode` is not an allowed value"),
+            "{all}"
+        );
         assert!(all.contains("did you mean `container`?"), "{all}");
-        assert!(all.contains("d.yml:11:22: error: `health.healthy_threshold` has the wrong type"), "{all}");
+        assert!(
+            all.contains("d.yml:11:22: error: `health.healthy_threshold` has the wrong type"),
+            "{all}"
+        );
         assert!(all.contains("d.yml:12:13"), "{all}");
         assert!(all.contains("a duration such as"), "{all}");
-        assert!(all.contains("d.yml:14:18: error: `deployment.keep_releases` is too small"), "{all}");
+        assert!(
+            all.contains("d.yml:14:18: error: `deployment.keep_releases` is too small"),
+            "{all}"
+        );
     }
 
     #[test]
     fn missing_required_key_points_at_parent() {
-        let problems = schema_problems(&yaml("app:\n  name: x\n  build: {dockerfile: D}\n"), &settings_schema(), false);
+        let problems = schema_problems(
+            &yaml("app:\n  name: x\n  build: {dockerfile: D}\n"),
+            &settings_schema(),
+            false,
+        );
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].message.contains("missing required key `database`"));
+        assert!(
+            problems[0]
+                .message
+                .contains("missing required key `database`")
+        );
     }
 
     #[test]
     fn literal_secrets_in_file_are_refused_and_not_shown() {
-        let tree = yaml("app:\n  env:\n    JWT_SECRET: canary-literal\n    API_TOKEN: ${API_TOKEN}\n    LOG_LEVEL: info\n    UPSTREAM: postgres://u:canary-pw@db/x\n");
+        let tree = yaml(
+            "app:\n  env:\n    JWT_SECRET: canary-literal\n    API_TOKEN: ${API_TOKEN}\n    LOG_LEVEL: info\n    UPSTREAM: postgres://u:canary-pw@db/x\n",
+        );
         let problems = secrets_in_file(&tree, &[]);
         assert_eq!(problems.len(), 2);
         let all: String = problems.iter().map(|p| p.to_string()).collect();

@@ -50,11 +50,15 @@ fn validate(env: &str, global: &GlobalArgs, printer: &Printer) -> Result<(), Cli
             Ok(())
         }
         Err(problems) => {
-            let (errors, warnings): (Vec<_>, Vec<_>) = problems.0.iter().partition(|p| p.is_error());
+            let (errors, warnings): (Vec<_>, Vec<_>) =
+                problems.0.iter().partition(|p| p.is_error());
             printer.json_value(&json!({
                 "valid": false, "environment": env, "errors": errors, "warnings": warnings,
             }));
-            Err(CliError::bad_input(format!("the configuration for `{env}` has {} errors", errors.len())))
+            Err(CliError::bad_input(format!(
+                "the configuration for `{env}` has {} errors",
+                errors.len()
+            )))
         }
     }
 }
@@ -70,7 +74,13 @@ fn show(env: &str, global: &GlobalArgs, printer: &Printer) -> Result<(), CliErro
         })
         .collect();
     let mut leaves = Vec::new();
-    flatten(&config.tree, &mut String::new(), &config, &secret_values, &mut leaves);
+    flatten(
+        &config.tree,
+        &mut String::new(),
+        &config,
+        &secret_values,
+        &mut leaves,
+    );
     if printer.json() {
         let settings: BTreeMap<_, _> = leaves
             .iter()
@@ -79,7 +89,12 @@ fn show(env: &str, global: &GlobalArgs, printer: &Printer) -> Result<(), CliErro
         let env_vars: BTreeMap<_, _> = config
             .app_env
             .iter()
-            .map(|(k, v)| (k.clone(), json!({"value": v.value.display(), "origin": v.origin.to_string()})))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    json!({"value": v.value.display(), "origin": v.origin.to_string()}),
+                )
+            })
             .collect();
         printer.json_value(&json!({
             "environment": env,
@@ -90,8 +105,17 @@ fn show(env: &str, global: &GlobalArgs, printer: &Printer) -> Result<(), CliErro
         }));
         return Ok(());
     }
-    printer.line(format!("# {env}: {} + {}", config.config_path.display(), config.env_file.display()));
-    let width = leaves.iter().map(|(k, v, _)| k.len() + v.len() + 3).max().unwrap_or(0).min(70);
+    printer.line(format!(
+        "# {env}: {} + {}",
+        config.config_path.display(),
+        config.env_file.display()
+    ));
+    let width = leaves
+        .iter()
+        .map(|(k, v, _)| k.len() + v.len() + 3)
+        .max()
+        .unwrap_or(0)
+        .min(70);
     for (key, value, origin) in &leaves {
         let text = format!("{key} = {value}");
         printer.line(format!("{text:<width$}  # {origin}"));
@@ -134,7 +158,11 @@ fn flatten(
             let secret = (!names_only && is_secret_name(last))
                 || config.secret_names.iter().any(|s| s == last)
                 || secrets.iter().any(|s| rendered.contains(s));
-            let value = if secret { REDACTED.to_string() } else { rendered };
+            let value = if secret {
+                REDACTED.to_string()
+            } else {
+                rendered
+            };
             out.push((path.clone(), value, node.origin.to_string()));
         }
     }
@@ -142,7 +170,10 @@ fn flatten(
 
 fn render(node: &Node) -> String {
     match &node.value {
-        Value::Seq(items) => format!("[{}]", items.iter().map(render).collect::<Vec<_>>().join(", ")),
+        Value::Seq(items) => format!(
+            "[{}]",
+            items.iter().map(render).collect::<Vec<_>>().join(", ")
+        ),
         Value::Map(_) => "{}".into(),
         _ => node.describe(),
     }

@@ -22,7 +22,10 @@ pub const ENVIRONMENTS: &[&str] = &["development", "staging", "production"];
 pub fn run(args: &InitArgs, printer: &Printer) -> Result<(), CliError> {
     let dir = &args.dir;
     if !dir.is_dir() {
-        return Err(CliError::bad_input(format!("{} is not a directory", dir.display())));
+        return Err(CliError::bad_input(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
     }
     let name = match &args.name {
         Some(n) => n.clone(),
@@ -56,7 +59,10 @@ pub fn run(args: &InitArgs, printer: &Printer) -> Result<(), CliError> {
         printer.note("  created migrations/");
     }
     append_gitignore(dir)?;
-    printer.success(&format!("initialised Slipway for `{name}` in {}", dir.display()));
+    printer.success(&format!(
+        "initialised Slipway for `{name}` in {}",
+        dir.display()
+    ));
     printer.note(
         "next: cp deploy/config/environments/.env.development.example deploy/config/environments/.env.development \
          && chmod 600 deploy/config/environments/.env.development, fill in CHANGE_ME, then `slipway config validate development`",
@@ -68,10 +74,19 @@ fn scaffold(name: &str) -> Vec<(PathBuf, String)> {
     let db_name = name.replace('-', "_");
     let fill = |t: &str| t.replace("{{name}}", name).replace("{{db_name}}", &db_name);
     let mut files = vec![
-        (PathBuf::from("deploy/config/deployment.yml"), fill(DEPLOYMENT_YML)),
-        (PathBuf::from("deploy/config/deployment.schema.json"), json_schema::file_schema_text()),
+        (
+            PathBuf::from("deploy/config/deployment.yml"),
+            fill(DEPLOYMENT_YML),
+        ),
+        (
+            PathBuf::from("deploy/config/deployment.schema.json"),
+            json_schema::file_schema_text(),
+        ),
         (PathBuf::from("deploy/docker/Dockerfile"), fill(DOCKERFILE)),
-        (PathBuf::from("deploy/docker/Dockerfile.postgres"), fill(DOCKERFILE_POSTGRES)),
+        (
+            PathBuf::from("deploy/docker/Dockerfile.postgres"),
+            fill(DOCKERFILE_POSTGRES),
+        ),
     ];
     for env in ENVIRONMENTS {
         files.push((
@@ -87,7 +102,11 @@ fn write_new(path: &Path, content: &str) -> Result<(), CliError> {
         fs_err::create_dir_all(parent).map_err(io)?;
     }
     // create_new: even a file that appeared since the check is not clobbered.
-    let mut file = fs_err::OpenOptions::new().write(true).create_new(true).open(path).map_err(io)?;
+    let mut file = fs_err::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io)?;
     std::io::Write::write_all(&mut file, content.as_bytes()).map_err(io)
 }
 

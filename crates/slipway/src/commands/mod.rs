@@ -38,7 +38,11 @@ pub fn config_path(global: &GlobalArgs) -> Result<PathBuf, CliError> {
 
 /// Loads and validates one environment, printing every problem (and
 /// warnings) on stderr. Fails with exit code 2 when any problem is an error.
-pub fn load_config(global: &GlobalArgs, env: &str, printer: &Printer) -> Result<ResolvedConfig, CliError> {
+pub fn load_config(
+    global: &GlobalArgs,
+    env: &str,
+    printer: &Printer,
+) -> Result<ResolvedConfig, CliError> {
     let opts = LoadOptions {
         config_path: config_path(global)?,
         environment: env.to_string(),

@@ -1,0 +1,570 @@
+//! End-to-end tests of `slipway init` and `slipway config`: the real binary
+//! in a fresh directory per test, checking exit codes, positions in
+//! messages, and that no secret ever reaches stdout or stderr.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const CANARY: &str = "canary-5ec4e7-do-not-print-0123456789abcdef";
+const ENVS: [&str; 3] = ["development", "staging", "production"];
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+fn slipway(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
+    cmd.current_dir(dir)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("SLIPWAY_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("run slipway");
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// A repository scaffolded by `slipway init`, with every `.env` filled from
+/// its template using the canary as the secret and mode 600.
+fn initialised_repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let run = slipway(dir.path(), &["init", "--name", "demo"], &[]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    for env in ENVS {
+        fill_env(&dir.path().join("deploy/config/environments"), env, CANARY);
+    }
+    dir
+}
+
+fn fill_env(env_dir: &Path, env: &str, secret: &str) -> PathBuf {
+    let template = fs::read_to_string(env_dir.join(format!(".env.{env}.example"))).unwrap();
+    let path = env_dir.join(format!(".env.{env}"));
+    fs::write(&path, template.replace("CHANGE_ME", secret)).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+fn config_file(dir: &Path) -> PathBuf {
+    dir.join("deploy/config/deployment.yml")
+}
+
+fn edit_config(dir: &Path, from: &str, to: &str) {
+    let path = config_file(dir);
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "template lacks {from:?}");
+    fs::write(&path, text.replacen(from, to, 1)).unwrap();
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn example_configuration_validates_for_all_three_environments() {
+    // A copy of the example app's deploy/ and migrations/, with each .env
+    // created from its template, placeholders filled and mode 600.
+    let dir = tempfile::tempdir().unwrap();
+    let app = workspace_root().join("apps/events-server");
+    copy_dir(&app.join("deploy"), &dir.path().join("deploy"));
+    copy_dir(&app.join("migrations"), &dir.path().join("migrations"));
+    for env in ENVS {
+        fill_env(&dir.path().join("deploy/config/environments"), env, CANARY);
+        let run = slipway(dir.path(), &["config", "validate", env], &[]);
+        assert_eq!(run.code, 0, "{env}: {}", run.all());
+        assert!(
+            run.stdout
+                .contains(&format!("configuration for `{env}` is valid"))
+        );
+        assert!(!run.all().contains(CANARY));
+    }
+}
+
+#[test]
+fn committed_schema_files_match_the_rust_types() {
+    let generated = slipway(&workspace_root(), &["config", "schema"], &[]).stdout;
+    for path in ["apps/events-server/deploy/config/deployment.schema.json"] {
+        let committed = fs::read_to_string(workspace_root().join(path)).unwrap();
+        assert_eq!(
+            committed, generated,
+            "{path} is stale: run `slipway config schema > {path}`"
+        );
+    }
+    // `init` writes the same schema.
+    let dir = initialised_repo();
+    let written =
+        fs::read_to_string(dir.path().join("deploy/config/deployment.schema.json")).unwrap();
+    assert_eq!(written, generated);
+}
+
+#[test]
+fn init_refuses_to_overwrite_and_writes_nothing() {
+    let dir = initialised_repo();
+    let cfg = config_file(dir.path());
+    fs::write(&cfg, "# my edits\n").unwrap();
+    fs::remove_file(dir.path().join("deploy/docker/Dockerfile")).unwrap();
+    let run = slipway(dir.path(), &["init", "--name", "demo"], &[]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr.contains("refusing to overwrite"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(fs::read_to_string(&cfg).unwrap(), "# my edits\n");
+    assert!(
+        !dir.path().join("deploy/docker/Dockerfile").exists(),
+        "nothing may be written"
+    );
+    let gitignore = fs::read_to_string(dir.path().join(".gitignore")).unwrap();
+    assert!(gitignore.contains("deploy/config/environments/.env.*"));
+    assert!(gitignore.contains("!deploy/config/environments/.env.*.example"));
+}
+
+#[test]
+fn config_is_found_upwards_or_given_with_flag() {
+    let dir = initialised_repo();
+    let deep = dir.path().join("src/handlers");
+    fs::create_dir_all(&deep).unwrap();
+    assert_eq!(
+        slipway(&deep, &["config", "validate", "staging"], &[]).code,
+        0
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    let run = slipway(elsewhere.path(), &["config", "validate", "staging"], &[]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("slipway init"), "{}", run.stderr);
+    let flag = config_file(dir.path());
+    let run = slipway(
+        elsewhere.path(),
+        &[
+            "--config",
+            flag.to_str().unwrap(),
+            "config",
+            "validate",
+            "staging",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.all());
+}
+
+#[test]
+fn malformed_yaml_names_the_position() {
+    let dir = initialised_repo();
+    edit_config(dir.path(), "  port: 8080 ", "  port: [8080 ");
+    let run = slipway(dir.path(), &["config", "validate", "production"], &[]);
+    assert_eq!(run.code, 2);
+    let cfg = config_file(dir.path()).display().to_string();
+    assert!(run.stderr.contains(&format!("{cfg}:")), "{}", run.stderr);
+    assert!(run.stderr.contains("invalid YAML"), "{}", run.stderr);
+}
+
+#[test]
+fn wrong_types_and_unknown_keys_are_all_reported_at_once() {
+    let dir = initialised_repo();
+    edit_config(
+        dir.path(),
+        "  healthy_threshold: 2",
+        "  healthy_threshold: two",
+    );
+    edit_config(dir.path(), "  drain_timeout: 30s", "  drain_timout: 30s");
+    edit_config(dir.path(), "  mode: container", "  mode: contaner");
+    edit_config(dir.path(), "  keep_releases: 3", "  keep_releases: 0");
+    let run = slipway(dir.path(), &["config", "validate", "production"], &[]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    let cfg = config_file(dir.path()).display().to_string();
+    let e = &run.stderr;
+    assert!(
+        e.contains(&format!(
+            "{cfg}:29:22: error: `health.healthy_threshold` has the wrong type"
+        )),
+        "{e}"
+    );
+    assert!(e.contains("expected: integer"), "{e}");
+    assert!(
+        e.contains(&format!(
+            "{cfg}:50:3: error: unknown key `drain_timout` in `deployment`"
+        )),
+        "{e}"
+    );
+    assert!(e.contains("did you mean `drain_timeout`?"), "{e}");
+    assert!(
+        e.contains(&format!(
+            "{cfg}:33:9: error: `database.mode` is not an allowed value"
+        )),
+        "{e}"
+    );
+    assert!(e.contains("did you mean `container`?"), "{e}");
+    assert!(
+        e.contains(&format!(
+            "{cfg}:52:18: error: `deployment.keep_releases` is too small"
+        )),
+        "{e}"
+    );
+    assert!(e.contains("has 4 errors"), "{e}");
+
+    let json = slipway(
+        dir.path(),
+        &["--json", "config", "validate", "production"],
+        &[],
+    );
+    assert_eq!(json.code, 2);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["errors"].as_array().unwrap().len(), 4);
+    assert!(
+        v["errors"][0]["location"]
+            .as_str()
+            .unwrap()
+            .starts_with(&cfg)
+    );
+}
+
+#[test]
+fn unknown_environment_and_provider_suggest_the_right_name() {
+    let dir = initialised_repo();
+    let run = slipway(dir.path(), &["config", "validate", "prodcution"], &[]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("unknown environment `prodcution`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("did you mean `production`?"),
+        "{}",
+        run.stderr
+    );
+    edit_config(dir.path(), "provider: docker", "provider: dokcer");
+    let run = slipway(dir.path(), &["config", "validate", "production"], &[]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("unknown provider `dokcer`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("did you mean `docker`?"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn missing_and_unreadable_files() {
+    let dir = initialised_repo();
+    // Missing .env: says how to create it from the template.
+    fs::remove_file(dir.path().join("deploy/config/environments/.env.staging")).unwrap();
+    let run = slipway(dir.path(), &["config", "validate", "staging"], &[]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains(".env.staging:1:1: error: the environment file is missing"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("cp "), "{}", run.stderr);
+    // Unreadable configuration (a directory where the file should be; tests
+    // may run as root, for whom mode 000 is still readable).
+    let bogus = dir.path().join("bogus.yml");
+    fs::create_dir(&bogus).unwrap();
+    let run = slipway(
+        dir.path(),
+        &[
+            "--config",
+            bogus.to_str().unwrap(),
+            "config",
+            "validate",
+            "staging",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("cannot read the configuration"),
+        "{}",
+        run.stderr
+    );
+    // Missing migrations directory.
+    fs::remove_dir_all(dir.path().join("migrations")).unwrap();
+    let run = slipway(dir.path(), &["config", "validate", "production"], &[]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("the migrations directory does not exist"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("deployment.yml:39:15"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn unset_and_self_referencing_variables() {
+    let dir = initialised_repo();
+    edit_config(
+        dir.path(),
+        "    LOG_LEVEL: info",
+        "    LOG_LEVEL: ${LOG_LEVEL_UNSET}",
+    );
+    let run = slipway(dir.path(), &["config", "validate", "production"], &[]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains(
+            "deployment.yml:19:16: error: variable `LOG_LEVEL_UNSET` is referenced but not set"
+        ),
+        "{}",
+        run.stderr
+    );
+    // The process environment satisfies it; a default does too.
+    assert_eq!(
+        slipway(
+            dir.path(),
+            &["config", "validate", "production"],
+            &[("LOG_LEVEL_UNSET", "debug")]
+        )
+        .code,
+        0
+    );
+
+    let env = dir
+        .path()
+        .join("deploy/config/environments/.env.production");
+    let mut text = fs::read_to_string(&env).unwrap();
+    text.push_str("LOOP_A=${LOOP_B}\nLOOP_B=${LOOP_A}\n");
+    fs::write(&env, text).unwrap();
+    edit_config(dir.path(), "${LOG_LEVEL_UNSET}", "${LOOP_A}");
+    let run = slipway(dir.path(), &["config", "validate", "production"], &[]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("references itself: LOOP_A -> LOOP_B -> LOOP_A"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn readable_env_file_is_refused_for_production_and_warned_for_development() {
+    let dir = initialised_repo();
+    let env_dir = dir.path().join("deploy/config/environments");
+    for env in ENVS {
+        fs::set_permissions(
+            env_dir.join(format!(".env.{env}")),
+            fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+    }
+    for env in ["production", "staging"] {
+        let run = slipway(dir.path(), &["config", "validate", env], &[]);
+        assert_eq!(run.code, 2, "{}", run.all());
+        assert!(
+            run.stderr
+                .contains("readable by group or others (mode 644)"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains(&format!(
+            "chmod 600 {}",
+            env_dir.join(format!(".env.{env}")).display()
+        )));
+    }
+    let run = slipway(dir.path(), &["config", "validate", "development"], &[]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("warning: the environment file is readable"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn placeholder_secrets_and_secrets_in_the_file_are_refused() {
+    let dir = initialised_repo();
+    let env_dir = dir.path().join("deploy/config/environments");
+    fill_env(&env_dir, "production", "CHANGE_ME");
+    let run = slipway(dir.path(), &["config", "validate", "production"], &[]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains(
+            ".env.production:13:12: error: required secret `JWT_SECRET` is still a placeholder"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("`ADMIN_API_KEY` is still a placeholder"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("`POSTGRES_PASSWORD` is still a placeholder"),
+        "{}",
+        run.stderr
+    );
+
+    let dir = initialised_repo();
+    edit_config(
+        dir.path(),
+        "    LOG_LEVEL: info",
+        &format!("    LOG_LEVEL: info\n    SESSION_SECRET: {CANARY}"),
+    );
+    let run = slipway(dir.path(), &["config", "validate", "production"], &[]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("deployment.yml:20:21: error: `app.env.SESSION_SECRET` holds a secret written into deployment.yml"), "{}", run.stderr);
+    assert!(!run.all().contains(CANARY), "{}", run.all());
+}
+
+#[test]
+fn precedence_cli_over_process_over_env_file_over_sections() {
+    let dir = initialised_repo();
+    let env = dir
+        .path()
+        .join("deploy/config/environments/.env.production");
+    let mut text = fs::read_to_string(&env).unwrap();
+    text.push_str("SLIPWAY__DEPLOYMENT__KEEP_RELEASES=7\nSLIPWAY__DEPLOYMENT__DRAIN_TIMEOUT=11s\n");
+    fs::write(&env, text).unwrap();
+    let run = slipway(
+        dir.path(),
+        &[
+            "--json",
+            "--set",
+            "deployment.drain_timeout=13s",
+            "config",
+            "show",
+            "production",
+        ],
+        &[
+            ("SLIPWAY__DEPLOYMENT__DRAIN_TIMEOUT", "12s"),
+            ("SLIPWAY__HEALTH__HEALTHY_THRESHOLD", "4"),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.all());
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let s = &v["settings"];
+    assert_eq!(s["deployment.drain_timeout"]["value"], "\"13s\"");
+    assert_eq!(
+        s["deployment.drain_timeout"]["origin"],
+        "command-line flag --set deployment.drain_timeout"
+    );
+    assert_eq!(s["health.healthy_threshold"]["value"], "4");
+    assert_eq!(
+        s["health.healthy_threshold"]["origin"],
+        "environment variable SLIPWAY__HEALTH__HEALTHY_THRESHOLD"
+    );
+    assert_eq!(s["deployment.keep_releases"]["value"], "7");
+    assert!(
+        s["deployment.keep_releases"]["origin"]
+            .as_str()
+            .unwrap()
+            .ends_with(".env.production:19:36")
+    );
+    // environments.production overrides the shared public_port.
+    assert_eq!(s["deployment.public_port"]["value"], "80");
+    assert!(
+        s["deployment.public_port"]["origin"]
+            .as_str()
+            .unwrap()
+            .ends_with("deployment.yml:72:20")
+    );
+    assert_eq!(s["deployment.watch_window"]["value"], "\"60s\"");
+    assert_eq!(v["app_env"]["JWT_SECRET"]["value"], "[redacted]");
+}
+
+#[test]
+fn canary_secret_never_appears_in_any_output() {
+    let dir = initialised_repo();
+    let p = dir.path();
+    let mut runs = Vec::new();
+    for env in ENVS {
+        for extra in [
+            &[][..],
+            &["--json"][..],
+            &["-vv"][..],
+            &["--log-format", "json", "-vv"][..],
+        ] {
+            for cmd in [["config", "validate"], ["config", "show"]] {
+                let mut args: Vec<&str> = extra.to_vec();
+                args.extend(cmd);
+                args.push(env);
+                runs.push(slipway(p, &args, &[("RUST_LOG", "trace")]));
+            }
+        }
+    }
+    runs.push(slipway(p, &["config", "schema"], &[]));
+    runs.push(slipway(p, &["init"], &[]));
+    // Failure paths with the canary in the files: bad permissions, a cycle
+    // through a secret, a type error on a value that came from .env.
+    let env = p.join("deploy/config/environments/.env.production");
+    fs::set_permissions(&env, fs::Permissions::from_mode(0o640)).unwrap();
+    runs.push(slipway(p, &["config", "validate", "production"], &[]));
+    fs::set_permissions(&env, fs::Permissions::from_mode(0o600)).unwrap();
+    let mut text = fs::read_to_string(&env).unwrap();
+    text.push_str(&format!(
+        "SLIPWAY__DEPLOYMENT__PUBLIC_PORT={CANARY}\nJWT_SECRET_2=${{JWT_SECRET_2}}{CANARY}\n"
+    ));
+    fs::write(&env, text).unwrap();
+    runs.push(slipway(p, &["config", "validate", "production"], &[]));
+    runs.push(slipway(
+        p,
+        &["--json", "config", "validate", "production"],
+        &[],
+    ));
+    runs.push(slipway(
+        p,
+        &["config", "show", "production"],
+        &[("DATABASE_URL", &format!("postgres://u:{CANARY}@db/x"))],
+    ));
+    assert!(runs.len() > 20);
+    assert!(
+        runs.iter().any(|r| r.code == 2),
+        "the failure paths must have run"
+    );
+    assert!(
+        runs.iter().any(|r| r.stdout.contains("JWT_SECRET")),
+        "show must have listed the secret's name"
+    );
+    for run in &runs {
+        assert!(!run.all().contains(CANARY), "canary leaked:\n{}", run.all());
+    }
+}
