@@ -47,13 +47,21 @@ pub struct ServeArgs {
     #[arg(long, env = "SLIPWAY_AGENT_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_body_bytes: u64,
     /// Time an upstream may take to answer with headers (504 beyond).
-    #[arg(long, env = "SLIPWAY_AGENT_UPSTREAM_TIMEOUT_MS", default_value_t = 60_000)]
+    #[arg(
+        long,
+        env = "SLIPWAY_AGENT_UPSTREAM_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
     pub upstream_timeout_ms: u64,
     /// Idle keep-alive bound of client connections (also bounds slow heads).
     #[arg(long, env = "SLIPWAY_AGENT_IDLE_TIMEOUT_MS", default_value_t = 75_000)]
     pub idle_timeout_ms: u64,
     /// On SIGTERM: time open connections get to finish.
-    #[arg(long, env = "SLIPWAY_AGENT_SHUTDOWN_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(
+        long,
+        env = "SLIPWAY_AGENT_SHUTDOWN_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
     pub shutdown_timeout_ms: u64,
     /// Deploy lock expiry after its last acquire/renew.
     #[arg(long, env = "SLIPWAY_AGENT_LOCK_EXPIRY_MS",

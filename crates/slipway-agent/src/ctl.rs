@@ -119,7 +119,9 @@ pub enum LockCmd {
         #[arg(long)]
         force: bool,
     },
-    Status { app: String },
+    Status {
+        app: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,33 +154,51 @@ impl Verb {
                 },
                 drain_timeout_ms: d.drain_timeout_ms,
             }),
-            Verb::Rollback { app, drain_timeout_ms } => {
-                AdminRequest::Rollback(RollbackArgs { app, drain_timeout_ms })
-            }
-            Verb::Pause { app, max_wait_ms, max_queue } => AdminRequest::Pause(PauseArgs {
+            Verb::Rollback {
+                app,
+                drain_timeout_ms,
+            } => AdminRequest::Rollback(RollbackArgs {
+                app,
+                drain_timeout_ms,
+            }),
+            Verb::Pause {
+                app,
+                max_wait_ms,
+                max_queue,
+            } => AdminRequest::Pause(PauseArgs {
                 app,
                 max_wait_ms,
                 max_queue,
             }),
             Verb::Resume { app } => AdminRequest::Resume(AppArgs { app }),
             Verb::Routes => AdminRequest::Routes,
-            Verb::Lock(LockCmd::Acquire { app, locked_by, hostname, pid, deployment_id }) => {
-                AdminRequest::LockAcquire(LockAcquireArgs {
-                    app,
-                    locked_by,
-                    hostname,
-                    pid,
-                    deployment_id,
-                })
-            }
+            Verb::Lock(LockCmd::Acquire {
+                app,
+                locked_by,
+                hostname,
+                pid,
+                deployment_id,
+            }) => AdminRequest::LockAcquire(LockAcquireArgs {
+                app,
+                locked_by,
+                hostname,
+                pid,
+                deployment_id,
+            }),
             Verb::Lock(LockCmd::Renew { app, lock_id }) => AdminRequest::LockRenew(LockRefArgs {
                 app,
                 lock_id,
                 force: false,
             }),
-            Verb::Lock(LockCmd::Release { app, lock_id, force }) => {
-                AdminRequest::LockRelease(LockRefArgs { app, lock_id, force })
-            }
+            Verb::Lock(LockCmd::Release {
+                app,
+                lock_id,
+                force,
+            }) => AdminRequest::LockRelease(LockRefArgs {
+                app,
+                lock_id,
+                force,
+            }),
             Verb::Lock(LockCmd::Status { app }) => AdminRequest::LockStatus(AppArgs { app }),
             Verb::History(HistoryCmd::Record { app, deployment }) => {
                 let text = if deployment == "-" {
@@ -190,8 +210,9 @@ impl Verb {
                 } else {
                     deployment
                 };
-                let deployment = serde_json::from_str(&text)
-                    .map_err(|e| format!("deployment is not valid JSON of a deployment record: {e}"))?;
+                let deployment = serde_json::from_str(&text).map_err(|e| {
+                    format!("deployment is not valid JSON of a deployment record: {e}")
+                })?;
                 AdminRequest::HistoryRecord(HistoryRecordArgs { app, deployment })
             }
             Verb::History(HistoryCmd::List { app, limit }) => {
@@ -214,7 +235,10 @@ pub fn run(args: CtlArgs) -> u8 {
             return 2;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -244,7 +268,10 @@ pub fn run(args: CtlArgs) -> u8 {
 }
 
 /// Send one request, read one response line.
-pub async fn send(socket: &std::path::Path, request: &AdminRequest) -> std::io::Result<(String, AdminResponse)> {
+pub async fn send(
+    socket: &std::path::Path,
+    request: &AdminRequest,
+) -> std::io::Result<(String, AdminResponse)> {
     let stream = tokio::net::UnixStream::connect(socket).await?;
     let (read, mut write) = stream.into_split();
     let mut line = serde_json::to_vec(request)?;

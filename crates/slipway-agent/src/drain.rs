@@ -12,7 +12,9 @@ use crate::target::Target;
 /// Run one target's drain to its end. Spawned by the router after a switch.
 pub async fn run(router: Arc<Router>, app: Arc<str>, target: Arc<Target>, timeout: Duration) {
     let started = std::time::Instant::now();
-    let finished = tokio::time::timeout(timeout, target.wait_idle()).await.is_ok();
+    let finished = tokio::time::timeout(timeout, target.wait_idle())
+        .await
+        .is_ok();
     let left = target.in_flight();
     target.finish_drain();
     if finished {

@@ -99,7 +99,11 @@ fn seen_push(seen: &mut VecDeque<String>, what: String) {
     seen.push_back(what);
 }
 
-async fn attempt(client: &HealthClient, uri: &Uri, timeout: Duration) -> Result<(u16, String), String> {
+async fn attempt(
+    client: &HealthClient,
+    uri: &Uri,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
     let req = Request::get(uri.clone())
         .header(hyper::header::USER_AGENT, "slipway-agent health check")
         .body(Empty::new())

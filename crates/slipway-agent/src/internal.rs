@@ -30,7 +30,10 @@ pub async fn serve(listener: TcpListener, agent: Arc<Agent>) {
     }
 }
 
-async fn answer(agent: Arc<Agent>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(
+    agent: Arc<Agent>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, kind, body) = match req.uri().path() {
         "/metrics" => (
             StatusCode::OK,
@@ -48,10 +51,15 @@ async fn answer(agent: Arc<Agent>, req: Request<Incoming>) -> Result<Response<Fu
             })
             .to_string(),
         ),
-        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_owned()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found\n".to_owned(),
+        ),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(kind));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(kind));
     Ok(resp)
 }

@@ -99,7 +99,11 @@ impl Metrics {
     }
 
     pub fn counters(&self, app: &str, release: &str, slot: Option<&str>) -> Arc<StatusCounters> {
-        let key = (app.to_owned(), release.to_owned(), slot.unwrap_or("").to_owned());
+        let key = (
+            app.to_owned(),
+            release.to_owned(),
+            slot.unwrap_or("").to_owned(),
+        );
         let mut map = self.counters.lock().unwrap_or_else(|e| e.into_inner());
         Arc::clone(map.entry(key).or_default())
     }
@@ -210,7 +214,9 @@ impl Metrics {
 
 /// Escape a Prometheus label value.
 fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -226,9 +232,20 @@ mod tests {
         m.counters("web", "r1", Some("blue")).count(200);
         m.counters("web", "r1", Some("blue")).count(502);
         let text = m.render(&RouteTable::default());
-        assert!(text.contains(r#"slipway_request_duration_seconds_bucket{app="web",le="0.001"} 1"#), "{text}");
-        assert!(text.contains(r#"slipway_request_duration_seconds_bucket{app="web",le="0.05"} 2"#), "{text}");
-        assert!(text.contains(r#"slipway_requests_total{app="web",release="r1",slot="blue",status="2xx"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"slipway_request_duration_seconds_bucket{app="web",le="0.001"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"slipway_request_duration_seconds_bucket{app="web",le="0.05"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"slipway_requests_total{app="web",release="r1",slot="blue",status="2xx"} 1"#
+            ),
+            "{text}"
+        );
         assert!(text.contains(r#"status="5xx"} 1"#), "{text}");
     }
 }

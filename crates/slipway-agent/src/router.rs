@@ -253,7 +253,10 @@ impl Router {
     pub async fn deploy(self: &Arc<Self>, a: DeployArgs) -> Result<AdminResult, AdminError> {
         let started = Instant::now();
         if a.app.trim().is_empty() {
-            return Err(admin_err(AdminErrorKind::BadRequest, "app name is empty".into()));
+            return Err(admin_err(
+                AdminErrorKind::BadRequest,
+                "app name is empty".into(),
+            ));
         }
         if !a.health.path.starts_with('/') {
             return Err(admin_err(
@@ -311,7 +314,12 @@ impl Router {
     }
 
     /// The health gate: Ok(attempts) or the answer explaining the refusal.
-    async fn gate(&self, app: &str, target: &Target, check: &HealthCheck) -> Result<u32, AdminError> {
+    async fn gate(
+        &self,
+        app: &str,
+        target: &Target,
+        check: &HealthCheck,
+    ) -> Result<u32, AdminError> {
         health::check(&self.health, &target.addr, check)
             .await
             .map_err(|failure| {
@@ -334,7 +342,7 @@ impl Router {
                 AdminError {
                     kind: AdminErrorKind::HealthCheckFailed,
                     message,
-                    health: Some(failure),
+                    health: Some(Box::new(failure)),
                     holder: None,
                 }
             })
@@ -352,7 +360,10 @@ impl Router {
             if !still {
                 return Err(admin_err(
                     AdminErrorKind::Internal,
-                    format!("app `{}` changed during the rollback's health check; run it again", c.app),
+                    format!(
+                        "app `{}` changed during the rollback's health check; run it again",
+                        c.app
+                    ),
                 ));
             }
         }
@@ -390,7 +401,7 @@ impl Router {
         self.table.store(Arc::new(table.with(route)));
         let switched_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
             .unwrap_or_default();
         // Only now, with the new table published, may the old target refuse
         // requests: a request that loses the race re-reads the new table.
@@ -483,6 +494,11 @@ impl Router {
                 }),
                 draining: r.draining.iter().map(status).collect(),
                 paused: r.pause.is_some(),
+                held: r
+                    .pause
+                    .as_ref()
+                    .map(|p| p.queued.load(Ordering::SeqCst))
+                    .unwrap_or(0),
                 is_default: is_default.as_ref() == Some(&r.name),
             })
             .collect();

@@ -195,10 +195,10 @@ pub enum AdminResult {
     /// `pause` and `resume`.
     Paused { app: String, paused: bool },
     Routes { routes: Vec<RouteStatus> },
-    Lock(LockReport),
+    Lock(Box<LockReport>),
     History { deployments: Vec<Deployment> },
     Recorded { deployment_id: String },
-    State { state: AppLedger },
+    State { state: Box<AppLedger> },
     Version(VersionInfo),
 }
 
@@ -217,7 +217,7 @@ pub struct SwitchReport {
     pub health_attempts: u32,
     /// Unix time in nanoseconds at which new requests started going to
     /// `target` (and the old target's drain began).
-    pub switched_at_unix_nanos: u128,
+    pub switched_at_unix_nanos: u64,
     /// Time from the request to the swap, health checks included.
     pub duration_ms: u64,
 }
@@ -231,6 +231,9 @@ pub struct RouteStatus {
     pub previous: Option<TargetStatus>,
     pub draining: Vec<TargetStatus>,
     pub paused: bool,
+    /// Requests held by the pause right now.
+    #[serde(default)]
+    pub held: u32,
     pub is_default: bool,
 }
 
@@ -273,10 +276,10 @@ pub struct AdminError {
     pub message: String,
     /// `health_check_failed` only: what the agent saw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health: Option<HealthFailure>,
+    pub health: Option<Box<HealthFailure>>,
     /// `lock_held` only: who holds the lock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub holder: Option<Lock>,
+    pub holder: Option<Box<Lock>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -55,7 +55,9 @@ async fn connection(stream: UnixStream, agent: Arc<Agent>) -> std::io::Result<()
         }
         let response = match serde_json::from_str::<AdminRequest>(&line) {
             Ok(req) => super::handlers::handle(&agent, req).await,
-            Err(e) => AdminResponse::error(AdminErrorKind::BadRequest, format!("invalid request: {e}")),
+            Err(e) => {
+                AdminResponse::error(AdminErrorKind::BadRequest, format!("invalid request: {e}"))
+            }
         };
         let mut out = serde_json::to_vec(&response).unwrap_or_else(|e| {
             format!(r#"{{"status":"error","error":{{"kind":"internal","message":"cannot encode response: {e}"}}}}"#)

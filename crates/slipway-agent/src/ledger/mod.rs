@@ -59,7 +59,7 @@ fn lock_error(app: &str, e: LockError) -> AdminError {
                  lock_expires_at, the next acquire takes it over"
             ),
             health: None,
-            holder: Some(*holder),
+            holder: Some(holder),
         },
         LockError::NotHeld { current, .. } => AdminError {
             kind: AdminErrorKind::LockNotHeld,
@@ -67,7 +67,7 @@ fn lock_error(app: &str, e: LockError) -> AdminError {
                 "{message}. It expired and was taken over, or was released; acquire it again"
             ),
             health: None,
-            holder: current.map(|b| *b),
+            holder: current,
         },
     }
 }
@@ -93,19 +93,24 @@ impl Ledger {
             tracing::warn!(app = %app, "{msg}");
             msg
         });
-        Ok(AdminResult::Lock(LockReport {
+        Ok(AdminResult::Lock(Box::new(LockReport {
             app,
             lock: Some(acquired.lock),
             took_over: acquired.took_over,
             warning,
-        }))
+        })))
     }
 
     pub fn lock_renew(&self, a: LockRefArgs) -> Result<AdminResult, AdminError> {
         let now = (self.clock)();
         let held = self.store.update(|f| {
-            lock::renew(&mut f.app_mut(&a.app).lock, &a.lock_id, now, self.lock_expiry)
-                .map_err(|e| lock_error(&a.app, e))
+            lock::renew(
+                &mut f.app_mut(&a.app).lock,
+                &a.lock_id,
+                now,
+                self.lock_expiry,
+            )
+            .map_err(|e| lock_error(&a.app, e))
         })?;
         Ok(lock_report(a.app, Some(held)))
     }
@@ -125,16 +130,18 @@ impl Ledger {
             .store
             .read(|f| f.apps.get(&app).and_then(|a| a.lock.clone()));
         let now = (self.clock)();
-        let warning = held
-            .as_ref()
-            .filter(|l| l.is_stale(now))
-            .map(|l| format!("the lock is stale (the next acquire takes it over): {}", l.describe()));
-        Ok(AdminResult::Lock(LockReport {
+        let warning = held.as_ref().filter(|l| l.is_stale(now)).map(|l| {
+            format!(
+                "the lock is stale (the next acquire takes it over): {}",
+                l.describe()
+            )
+        });
+        Ok(AdminResult::Lock(Box::new(LockReport {
             app,
             lock: held,
             took_over: None,
             warning,
-        }))
+        })))
     }
 
     pub fn history_record(&self, a: HistoryRecordArgs) -> Result<AdminResult, AdminError> {
@@ -162,7 +169,9 @@ impl Ledger {
             .store
             .read(|f| f.apps.get(&app).cloned())
             .unwrap_or_else(|| ledger::AppLedger::new(&app));
-        Ok(AdminResult::State { state })
+        Ok(AdminResult::State {
+            state: Box::new(state),
+        })
     }
 
     /// Save an app's route; `rolled_back` also swaps current/previous
@@ -194,10 +203,10 @@ impl Ledger {
 }
 
 fn lock_report(app: String, lock: Option<ledger::Lock>) -> AdminResult {
-    AdminResult::Lock(LockReport {
+    AdminResult::Lock(Box::new(LockReport {
         app,
         lock,
         took_over: None,
         warning: None,
-    })
+    }))
 }

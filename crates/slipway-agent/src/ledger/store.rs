@@ -120,7 +120,9 @@ impl Store {
         drop(out);
         fs_err::rename(&tmp, &self.path).map_err(err)?;
         // The rename itself is durable only once the directory is synced.
-        fs_err::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
+        fs_err::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)?;
         Ok(())
     }
 }

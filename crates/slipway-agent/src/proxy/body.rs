@@ -101,36 +101,34 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.get_mut().0 {
             Kind::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream { inner, finish, cut } => {
-                match Pin::new(inner).poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) => {
-                        if let Some(data) = frame.data_ref() {
-                            finish.bytes += data.len() as u64;
-                        }
-                        Poll::Ready(Some(Ok(frame)))
+            Kind::Upstream { inner, finish, cut } => match Pin::new(inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        finish.bytes += data.len() as u64;
                     }
-                    Poll::Ready(Some(Err(e))) => {
-                        finish.error = Some("upstream body error");
-                        Poll::Ready(Some(Err(e.into())))
-                    }
-                    Poll::Ready(None) => Poll::Ready(None),
-                    Poll::Pending => {
-                        let Some(target) = finish.guard.as_ref().map(InFlight::target) else {
-                            return Poll::Pending;
-                        };
-                        let fut = cut.get_or_insert_with(|| {
-                            Box::pin(target.cut_token().clone().cancelled_owned())
-                        });
-                        match fut.as_mut().poll(cx) {
-                            Poll::Ready(()) => {
-                                finish.error = Some("cut at drain deadline");
-                                Poll::Ready(Some(Err("cut at the drain deadline".into())))
-                            }
-                            Poll::Pending => Poll::Pending,
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    finish.error = Some("upstream body error");
+                    Poll::Ready(Some(Err(e.into())))
+                }
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => {
+                    let Some(target) = finish.guard.as_ref().map(InFlight::target) else {
+                        return Poll::Pending;
+                    };
+                    let fut = cut.get_or_insert_with(|| {
+                        Box::pin(target.cut_token().clone().cancelled_owned())
+                    });
+                    match fut.as_mut().poll(cx) {
+                        Poll::Ready(()) => {
+                            finish.error = Some("cut at drain deadline");
+                            Poll::Ready(Some(Err("cut at the drain deadline".into())))
                         }
+                        Poll::Pending => Poll::Pending,
                     }
                 }
-            }
+            },
         }
     }
 

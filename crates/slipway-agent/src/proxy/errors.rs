@@ -63,10 +63,11 @@ fn classify_client(err: &hyper_util::client::legacy::Error) -> (Source, StatusCo
         if c.is::<http_body_util::LengthLimitError>() {
             return (Source::Downstream, StatusCode::PAYLOAD_TOO_LARGE);
         }
-        if let Some(h) = c.downcast_ref::<hyper::Error>() {
-            if h.is_user() && c.source().is_some() {
-                return (Source::Downstream, StatusCode::BAD_REQUEST);
-            }
+        if let Some(h) = c.downcast_ref::<hyper::Error>()
+            && h.is_user()
+            && c.source().is_some()
+        {
+            return (Source::Downstream, StatusCode::BAD_REQUEST);
         }
         cause = c.source();
     }
@@ -82,7 +83,12 @@ mod tests {
         let cases = [
             (ProxyError::NoRoute, 404),
             (ProxyError::NoTarget, 503),
-            (ProxyError::Paused { retry_after_secs: 1 }, 503),
+            (
+                ProxyError::Paused {
+                    retry_after_secs: 1,
+                },
+                503,
+            ),
             (ProxyError::BodyTooLarge(1), 413),
             (ProxyError::UpstreamTimeout(Duration::from_secs(1)), 504),
             (ProxyError::DrainCut, 503),

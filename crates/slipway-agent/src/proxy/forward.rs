@@ -53,7 +53,11 @@ pub struct ForwardConfig {
 /// The host a request is for (Host header, or the HTTP/2 authority),
 /// without port.
 pub fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    let raw = match req.headers().get(header::HOST).and_then(|h| h.to_str().ok()) {
+    let raw = match req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+    {
         Some(h) => h,
         None => req.uri().authority().map(|a| a.as_str())?,
     };
@@ -73,10 +77,10 @@ pub async fn forward(
     mut req: Request<Incoming>,
     target: &Target,
 ) -> Result<(Response<Incoming>, Option<OnUpgrade>), ProxyError> {
-    if let Some(len) = content_length(req.headers()) {
-        if len > cfg.max_body {
-            return Err(ProxyError::BodyTooLarge(cfg.max_body));
-        }
+    if let Some(len) = content_length(req.headers())
+        && len > cfg.max_body
+    {
+        return Err(ProxyError::BodyTooLarge(cfg.max_body));
     }
     let upgrade = upgrade_protocol(req.headers());
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
@@ -91,7 +95,9 @@ pub async fn forward(
     };
     remove_hop_by_hop(&mut parts.headers);
     if let Some(proto) = upgrade {
-        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(header::UPGRADE, proto);
     }
     append_forwarded_for(&mut parts.headers, peer);
@@ -115,7 +121,10 @@ pub async fn forward(
         .map_err(|_| ProxyError::NoTarget)?;
     parts.version = Version::HTTP_11;
 
-    let request = Request::from_parts(parts, Limited::new(body, usize::try_from(cfg.max_body).unwrap_or(usize::MAX)));
+    let request = Request::from_parts(
+        parts,
+        Limited::new(body, usize::try_from(cfg.max_body).unwrap_or(usize::MAX)),
+    );
     let sent = tokio::select! {
         r = tokio::time::timeout(cfg.upstream_timeout, client.request(request)) => r,
         () = target.cut_token().cancelled() => return Err(ProxyError::DrainCut),
@@ -125,7 +134,9 @@ pub async fn forward(
         Err(_) => return Err(ProxyError::UpstreamTimeout(cfg.upstream_timeout)),
     };
     let switching = resp.status() == hyper::StatusCode::SWITCHING_PROTOCOLS;
-    let upgrade_back = switching.then(|| resp.headers().get(header::UPGRADE).cloned()).flatten();
+    let upgrade_back = switching
+        .then(|| resp.headers().get(header::UPGRADE).cloned())
+        .flatten();
     remove_hop_by_hop(resp.headers_mut());
     if let Some(proto) = upgrade_back {
         resp.headers_mut()
@@ -172,10 +183,16 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 /// upgrade` + `Upgrade: <proto>`).
 fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     let wants = headers.get_all(header::CONNECTION).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+        v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
     });
-    if wants { headers.get(header::UPGRADE).cloned() } else { None }
+    if wants {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
 }
 
 /// Remove the hop-by-hop headers (RFC 9110 7.6.1), including those the
@@ -224,10 +241,16 @@ mod tests {
     #[test]
     fn hop_by_hop_and_connection_named_headers_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         h.insert("x-kept", HeaderValue::from_static("1"));
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
@@ -236,9 +259,15 @@ mod tests {
 
     #[test]
     fn host_port_is_stripped() {
-        let req = Request::get("/").header("host", "App.example:8080").body(()).expect("req");
+        let req = Request::get("/")
+            .header("host", "App.example:8080")
+            .body(())
+            .expect("req");
         assert_eq!(request_host(&req), Some("App.example"));
-        let v6 = Request::get("/").header("host", "[::1]").body(()).expect("req");
+        let v6 = Request::get("/")
+            .header("host", "[::1]")
+            .body(())
+            .expect("req");
         assert_eq!(request_host(&v6), Some("[::1]"));
     }
 

@@ -65,7 +65,12 @@ pub struct ServeConfig {
 }
 
 /// Accept and serve until `stop` is cancelled, then finish gracefully.
-pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, cfg: ServeConfig, stop: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    cfg: ServeConfig,
+    stop: CancellationToken,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

@@ -45,10 +45,16 @@ pub async fn handle(
     let (route, guard) = match admission {
         Admission::Go(route, guard) => (route, guard),
         Admission::NoRoute => {
-            return Ok(proxy.fail(finish(Arc::clone(&proxy.unrouted), None), ProxyError::NoRoute));
+            return Ok(proxy.fail(
+                finish(Arc::clone(&proxy.unrouted), None),
+                ProxyError::NoRoute,
+            ));
         }
         Admission::NoTarget(route) => {
-            return Ok(proxy.fail(finish(Arc::clone(&route.metrics), None), ProxyError::NoTarget));
+            return Ok(proxy.fail(
+                finish(Arc::clone(&route.metrics), None),
+                ProxyError::NoTarget,
+            ));
         }
         Admission::PauseExceeded(route, retry_after_secs) => {
             let e = ProxyError::Paused { retry_after_secs };
@@ -87,10 +93,16 @@ impl Proxy {
         let (source, status) = classify(&e);
         match source {
             super::errors::Source::Upstream => {
-                let target = done.guard.as_ref().map(|g| g.target().addr.as_str()).unwrap_or("");
+                let target = done
+                    .guard
+                    .as_ref()
+                    .map(|g| g.target().addr.as_str())
+                    .unwrap_or("");
                 tracing::warn!(app = %done.app.app, target, error = %e, "upstream failure");
             }
-            _ => tracing::debug!(app = %done.app.app, error = %e, source = source.as_str(), "request failed"),
+            _ => {
+                tracing::debug!(app = %done.app.app, error = %e, source = source.as_str(), "request failed")
+            }
         }
         match done.guard.as_ref() {
             Some(g) => g.target().counters.count(status.as_u16()),
@@ -107,7 +119,10 @@ impl Proxy {
         let mut resp = Response::new(ProxyBody::local(text));
         *resp.status_mut() = status;
         let headers = resp.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         let retry_after = match e {
             ProxyError::Paused { retry_after_secs } => Some(retry_after_secs),
             ProxyError::NoTarget | ProxyError::DrainCut => Some(1),

@@ -54,12 +54,10 @@ pub fn record(ledger: &mut AppLedger, deployment: Deployment) {
             .current_deployment
             .as_ref()
             .is_some_and(|c| c.id == deployment.id);
-        if !same {
-            if let Some(mut old) = ledger.current_deployment.take() {
-                old.status = "superseded".to_owned();
-                set_status(ledger, &old.id, "superseded");
-                ledger.previous_deployment = Some(old);
-            }
+        if let Some(mut old) = ledger.current_deployment.take().filter(|_| !same) {
+            old.status = "superseded".to_owned();
+            set_status(ledger, &old.id, "superseded");
+            ledger.previous_deployment = Some(old);
         }
         ledger.current_deployment = Some(deployment.clone());
     }

@@ -1,0 +1,11 @@
+//! End-to-end tests of the agent: the real binary, real HTTP on loopback,
+//! real upstreams started in the test. One integration binary for the area.
+
+mod util;
+
+mod drain;
+mod isolation;
+mod ledger;
+mod routing;
+mod switch;
+mod websocket;
