@@ -32,6 +32,26 @@ pub enum DbError {
     Decode(String),
 }
 
+impl DbError {
+    /// The message with its causes, e.g. "...: error connecting to server:
+    /// Connection refused (os error 111)": tokio-postgres keeps the useful
+    /// part in `source()`, which `Display` alone leaves out. Connection
+    /// errors carry no credentials, so this is safe to log and report.
+    pub fn describe(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !text.contains(&cause_text) {
+                text.push_str(": ");
+                text.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
+        text
+    }
+}
+
 /// Builds the pool. Connections are opened lazily, so the server starts (and
 /// reports `unhealthy`) while the database is still down.
 pub fn pool(config: &Config) -> Result<Pool, deadpool_postgres::BuildError> {

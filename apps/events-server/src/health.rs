@@ -173,7 +173,7 @@ pub async fn report(state: &AppState) -> HealthReport {
         Ok(Err(err)) => {
             checks.insert(
                 "database",
-                Check::new(CheckStatus::Fail, err.to_string(), Some(latency)),
+                Check::new(CheckStatus::Fail, err.describe(), Some(latency)),
             );
             checks.insert("migrations", unknown_schema());
         }

@@ -5,7 +5,7 @@
 //! Exit codes: 0 clean shutdown; 1 runtime failure (cannot bind, server
 //! error); 2 usage or configuration error (reported before any port is bound).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use events_server::config::{Config, ENV_VARS, LogFormat};
@@ -72,6 +72,9 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only for a person at a terminal; container logs and
+        // NO_COLOR (https://no-color.org) get plain text.
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),

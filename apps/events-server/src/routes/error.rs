@@ -28,14 +28,14 @@ impl IntoResponse for ApiError {
             ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m.clone()),
             // Pool errors mean the database is down or saturated: retryable.
             ApiError::Db(err @ DbError::Pool(_)) => {
-                tracing::warn!(error = %err, "request failed: database unavailable");
+                tracing::warn!(error = %err.describe(), "request failed: database unavailable");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "database unavailable, try again shortly".to_owned(),
                 )
             }
             ApiError::Db(err) => {
-                tracing::error!(error = %err, "request failed");
+                tracing::error!(error = %err.describe(), "request failed");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal error".to_owned(),
