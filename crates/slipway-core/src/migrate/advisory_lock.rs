@@ -76,7 +76,11 @@ impl MigrationLock {
             let got: bool = row.get(0);
             if got {
                 let waited = started.elapsed();
-                tracing::debug!(key, waited_ms = waited.as_millis() as u64, "migration lock taken");
+                tracing::debug!(
+                    key,
+                    waited_ms = waited.as_millis() as u64,
+                    "migration lock taken"
+                );
                 return Ok((Self { client, task, key }, waited));
             }
             let waited = started.elapsed();
@@ -96,7 +100,10 @@ impl MigrationLock {
                     database,
                     waited_s = waited.as_secs(),
                     deadline_s = wait.as_secs(),
-                    holder = holder.as_ref().map(ToString::to_string).unwrap_or_else(|| "unknown".into()),
+                    holder = holder
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_else(|| "unknown".into()),
                     "waiting for the migration lock: another runner holds it ({}s of {}s)",
                     waited.as_secs(),
                     wait.as_secs()
@@ -117,9 +124,13 @@ impl MigrationLock {
             .query_one("SELECT pg_advisory_unlock($1)", &[&self.key])
             .await
         {
-            Ok(row) if row.get::<_, bool>(0) => tracing::debug!(key = self.key, "migration lock released"),
+            Ok(row) if row.get::<_, bool>(0) => {
+                tracing::debug!(key = self.key, "migration lock released")
+            }
             Ok(_) => tracing::warn!(key = self.key, "migration lock was not held at release"),
-            Err(e) => tracing::warn!(error = %e, "releasing the migration lock failed; closing its connection releases it"),
+            Err(e) => {
+                tracing::warn!(error = %e, "releasing the migration lock failed; closing its connection releases it")
+            }
         }
         drop(self.client);
         // The connection task ends once the client is gone; wait for it so the
@@ -193,8 +204,14 @@ mod tests {
     fn lock_key_follows_golang_migrate() {
         // Go: uint32(crc32.ChecksumIEEE([]byte("public\x00schema_migrations\x00events")) * 1486364155),
         // computed independently (Python's zlib.crc32).
-        assert_eq!(lock_key("events", "public", "schema_migrations"), 2_444_209_251);
-        assert_eq!(lock_key("postgres", "public", "schema_migrations"), 143_310_882);
+        assert_eq!(
+            lock_key("events", "public", "schema_migrations"),
+            2_444_209_251
+        );
+        assert_eq!(
+            lock_key("postgres", "public", "schema_migrations"),
+            143_310_882
+        );
         assert!(lock_key("events", "public", "schema_migrations") >= 0);
         assert_ne!(
             lock_key("events", "public", "schema_migrations"),

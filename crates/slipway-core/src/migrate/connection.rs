@@ -26,12 +26,16 @@ pub struct Target {
 impl Target {
     pub fn parse(url: &Secret) -> Result<Self, MigrateError> {
         let redacted = redact_url(url.expose());
-        let mut config: Config = url.expose().parse().map_err(|e: tokio_postgres::Error| {
-            MigrateError::Connect {
-                url: redacted.clone(),
-                reason: format!("the URL does not parse: {}", scrub_with_url(&e.to_string(), url)),
-            }
-        })?;
+        let mut config: Config =
+            url.expose()
+                .parse()
+                .map_err(|e: tokio_postgres::Error| MigrateError::Connect {
+                    url: redacted.clone(),
+                    reason: format!(
+                        "the URL does not parse: {}",
+                        scrub_with_url(&e.to_string(), url)
+                    ),
+                })?;
         config.connect_timeout(CONNECT_TIMEOUT);
         let password = config
             .get_password()
@@ -46,13 +50,20 @@ impl Target {
     /// Opens one connection; the driver's connection task runs until the
     /// returned client is dropped (which closes the session and with it any
     /// session-level advisory lock).
-    pub async fn connect(&self, application_name: &str) -> Result<(Client, JoinHandle<()>), MigrateError> {
+    pub async fn connect(
+        &self,
+        application_name: &str,
+    ) -> Result<(Client, JoinHandle<()>), MigrateError> {
         let mut config = self.config.clone();
         config.application_name(application_name);
-        let (client, connection) = config.connect(NoTls).await.map_err(|e| MigrateError::Connect {
-            url: self.redacted.clone(),
-            reason: self.scrub(&error_text(&e)),
-        })?;
+        let (client, connection) =
+            config
+                .connect(NoTls)
+                .await
+                .map_err(|e| MigrateError::Connect {
+                    url: self.redacted.clone(),
+                    reason: self.scrub(&error_text(&e)),
+                })?;
         let task = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "migration connection closed with an error");

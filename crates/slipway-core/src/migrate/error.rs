@@ -60,10 +60,16 @@ pub enum MigrateError {
         "cannot read the migrations directory `{}`: {source}. Check the path (`--dir`, or `migrations` in deployment.yml)",
         path.display()
     )]
-    ReadDir { path: PathBuf, source: std::io::Error },
+    ReadDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("cannot read migration file `{}`: {source}", path.display())]
-    ReadFile { path: PathBuf, source: std::io::Error },
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("migration file `{}` is not valid UTF-8. Save it as UTF-8", file.display())]
     NotUtf8 { file: PathBuf },
@@ -144,17 +150,17 @@ pub enum MigrateError {
         file: PathBuf,
         version: u64,
         current: Option<u64>,
-        failure: SqlFailure,
+        failure: Box<SqlFailure>,
     },
 
     #[error(
-        "migration `{}` (no-transaction) failed: {failure}. Statements before the failing one stay applied and the database is now marked dirty at version {version}. {recovery}",
+        "migration `{}` (no-transaction) failed: {failure}. Statements before the failing one stay applied and the database is now marked dirty at version {version}: {recovery}",
         file.display()
     )]
     FailedDirty {
         file: PathBuf,
         version: u64,
-        failure: SqlFailure,
+        failure: Box<SqlFailure>,
         recovery: String,
     },
 
@@ -263,7 +269,7 @@ mod tests {
             file: "m/0002_idx.up.sql".into(),
             version: 2,
             current: Some(1),
-            failure: SqlFailure {
+            failure: Box::new(SqlFailure {
                 message: "CREATE INDEX CONCURRENTLY cannot run inside a transaction block".into(),
                 code: Some("25001".into()),
                 line: None,
@@ -271,7 +277,7 @@ mod tests {
                 detail: None,
                 hint: None,
                 statement: None,
-            },
+            }),
         };
         let msg = err.to_string();
         assert!(msg.contains("0002_idx.up.sql"), "{msg}");

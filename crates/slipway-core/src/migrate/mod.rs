@@ -33,9 +33,11 @@ pub mod sql_text;
 
 pub use error::{MigrateError, SqlFailure};
 pub use report::{
-    AppliedMigration, DownReport, ForceReport, MigrationStep, ModifiedMigration, PendingMigration, Status,
-    UpReport,
+    AppliedMigration, DownReport, ForceReport, MigrationStep, ModifiedMigration, PendingMigration,
+    Status, UpReport,
 };
 pub use runner::{DEFAULT_LOCK_WAIT, Runner, RunnerOptions};
 pub use schema_migrations::DbVersion;
-pub use source::{Direction, Migration, MigrationFile, MigrationSet, NO_TRANSACTION_MARKER, TransactionMode};
+pub use source::{
+    Direction, Migration, MigrationFile, MigrationSet, NO_TRANSACTION_MARKER, TransactionMode,
+};

@@ -18,8 +18,8 @@ use super::advisory_lock::{MigrationLock, lock_key};
 use super::connection::{Target, sql_failure};
 use super::error::{MigrateError, dirty_recovery};
 use super::report::{
-    AppliedMigration, DownReport, ForceReport, MigrationStep, ModifiedMigration, PendingMigration, Status,
-    UpReport,
+    AppliedMigration, DownReport, ForceReport, MigrationStep, ModifiedMigration, PendingMigration,
+    Status, UpReport,
 };
 use super::schema_migrations::{DbVersion, Record, SCHEMA_MIGRATIONS, Tables};
 use super::source::{Migration, MigrationFile, MigrationSet, TransactionMode};
@@ -88,7 +88,10 @@ impl Runner {
             .await
             .map_err(|e| target.db_error("setting statement_timeout and lock_timeout", &e))?;
         let row = client
-            .query_one("SELECT current_database()::text, current_schema()::text", &[])
+            .query_one(
+                "SELECT current_database()::text, current_schema()::text",
+                &[],
+            )
             .await
             .map_err(|e| target.db_error("reading the current database and schema", &e))?;
         let database: String = row.get(0);
@@ -172,7 +175,11 @@ impl Runner {
     }
 
     /// Applies pending migrations in order, at most `limit` of them.
-    pub async fn up(&mut self, set: &MigrationSet, limit: Option<usize>) -> Result<UpReport, MigrateError> {
+    pub async fn up(
+        &mut self,
+        set: &MigrationSet,
+        limit: Option<usize>,
+    ) -> Result<UpReport, MigrateError> {
         let (lock, waited) = self.lock().await?;
         let result = self.up_locked(set, limit, waited).await;
         lock.release().await;
@@ -198,16 +205,25 @@ impl Runner {
     }
 
     async fn lock(&self) -> Result<(MigrationLock, Duration), MigrateError> {
-        MigrationLock::acquire(&self.target, &self.database, self.key, self.options.lock_timeout_wait).await
+        MigrationLock::acquire(
+            &self.target,
+            &self.database,
+            self.key,
+            self.options.lock_timeout_wait,
+        )
+        .await
     }
 
     /// Creates the tables if needed and reads the version, refusing a dirty
     /// database.
-    async fn prepare(&self, set: &MigrationSet) -> Result<(DbVersion, BTreeMap<u64, Record>), MigrateError> {
-        self.tables
-            .ensure(&self.client)
-            .await
-            .map_err(|e| self.target.db_error("creating schema_migrations and slipway_migrations", &e))?;
+    async fn prepare(
+        &self,
+        set: &MigrationSet,
+    ) -> Result<(DbVersion, BTreeMap<u64, Record>), MigrateError> {
+        self.tables.ensure(&self.client).await.map_err(|e| {
+            self.target
+                .db_error("creating schema_migrations and slipway_migrations", &e)
+        })?;
         let version = self
             .tables
             .read_version(&self.client)
@@ -254,9 +270,20 @@ impl Runner {
         for m in set.migrations() {
             if from.is_some_and(|c| m.version <= c) && !records.contains_key(&m.version) {
                 self.tables
-                    .record(&self.client, m.version, &m.name, &m.up.checksum, None, None, true)
+                    .record(
+                        &self.client,
+                        m.version,
+                        &m.name,
+                        &m.up.checksum,
+                        None,
+                        None,
+                        true,
+                    )
                     .await
-                    .map_err(|e| self.target.db_error("recording checksums of earlier migrations", &e))?;
+                    .map_err(|e| {
+                        self.target
+                            .db_error("recording checksums of earlier migrations", &e)
+                    })?;
                 adopted.push(m.version);
             }
         }
@@ -273,7 +300,10 @@ impl Runner {
                 "the database is ahead of these migration files; nothing to apply"
             );
         }
-        let pending: Vec<&Migration> = set.pending_after(from).take(limit.unwrap_or(usize::MAX)).collect();
+        let pending: Vec<&Migration> = set
+            .pending_after(from)
+            .take(limit.unwrap_or(usize::MAX))
+            .collect();
         if pending.is_empty() {
             tracing::info!(database = %self.database, version = ?from, "no pending migrations");
         }
@@ -307,10 +337,12 @@ impl Runner {
         let mut cursor = from;
         while plan.len() < n {
             let Some(c) = cursor else { break };
-            let m = set.get(c).ok_or_else(|| MigrateError::UnknownCurrentVersion {
-                version: c,
-                dir: set.dir.clone(),
-            })?;
+            let m = set
+                .get(c)
+                .ok_or_else(|| MigrateError::UnknownCurrentVersion {
+                    version: c,
+                    dir: set.dir.clone(),
+                })?;
             let down = m.down.as_ref().ok_or_else(|| MigrateError::NoDownFile {
                 version: c,
                 up_file: m.up.file_name.clone(),
@@ -335,10 +367,10 @@ impl Runner {
     }
 
     async fn force_locked(&mut self, version: Option<u64>) -> Result<ForceReport, MigrateError> {
-        self.tables
-            .ensure(&self.client)
-            .await
-            .map_err(|e| self.target.db_error("creating schema_migrations and slipway_migrations", &e))?;
+        self.tables.ensure(&self.client).await.map_err(|e| {
+            self.target
+                .db_error("creating schema_migrations and slipway_migrations", &e)
+        })?;
         let before = self
             .tables
             .read_version(&self.client)
@@ -384,7 +416,9 @@ impl Runner {
         );
         let started = Instant::now();
         let duration = match file.mode {
-            TransactionMode::Transaction => self.run_in_transaction(m, file, current, to, is_up).await?,
+            TransactionMode::Transaction => {
+                self.run_in_transaction(m, file, current, to, is_up).await?
+            }
             TransactionMode::NoTransaction | TransactionMode::FileManaged => {
                 self.run_dirty_bracketed(m, file, to, is_up, set).await?
             }
@@ -431,7 +465,7 @@ impl Runner {
                 file: file.path.clone(),
                 version: m.version,
                 current,
-                failure,
+                failure: Box::new(failure),
             });
         }
         let duration = started.elapsed();
@@ -439,7 +473,15 @@ impl Runner {
             tables.set_version(&tx, to, false).await?;
             if is_up {
                 tables
-                    .record(&tx, m.version, &m.name, &m.up.checksum, Some(duration), release, false)
+                    .record(
+                        &tx,
+                        m.version,
+                        &m.name,
+                        &m.up.checksum,
+                        Some(duration),
+                        release,
+                        false,
+                    )
                     .await?;
             } else {
                 tables.forget_above(&tx, to).await?;
@@ -447,7 +489,9 @@ impl Runner {
             tx.commit().await
         }
         .await;
-        bookkeeping.map_err(|e| target.db_error(&format!("recording migration `{}`", file.file_name), &e))?;
+        bookkeeping.map_err(|e| {
+            target.db_error(&format!("recording migration `{}`", file.file_name), &e)
+        })?;
         Ok(duration)
     }
 
@@ -485,7 +529,13 @@ impl Runner {
                 let mut outcome = Ok(());
                 for (i, statement) in sql_text::split_statements(&file.sql).iter().enumerate() {
                     if let Err(e) = self.client.batch_execute(statement.text).await {
-                        outcome = Err(sql_failure(&target, &e, &file.sql, statement.offset, Some(i + 1)));
+                        outcome = Err(sql_failure(
+                            &target,
+                            &e,
+                            &file.sql,
+                            statement.offset,
+                            Some(i + 1),
+                        ));
                         break;
                     }
                 }
@@ -510,7 +560,7 @@ impl Runner {
                     set.previous_version(m.version),
                     Some(&m.up.file_name),
                 ),
-                failure,
+                failure: Box::new(failure),
             });
         }
         let duration = started.elapsed();
@@ -524,7 +574,15 @@ impl Runner {
             tables.set_version(&tx, to, false).await?;
             if is_up {
                 tables
-                    .record(&tx, m.version, &m.name, &m.up.checksum, Some(duration), release.as_deref(), false)
+                    .record(
+                        &tx,
+                        m.version,
+                        &m.name,
+                        &m.up.checksum,
+                        Some(duration),
+                        release.as_deref(),
+                        false,
+                    )
                     .await?;
             } else {
                 tables.forget_above(&tx, to).await?;
@@ -532,13 +590,18 @@ impl Runner {
             tx.commit().await
         }
         .await;
-        clear.map_err(|e| target.db_error(&format!("recording migration `{}`", file.file_name), &e))?;
+        clear.map_err(|e| {
+            target.db_error(&format!("recording migration `{}`", file.file_name), &e)
+        })?;
         Ok(duration)
     }
 }
 
 /// Applied files whose checksum no longer matches the recorded one.
-pub fn find_modified(set: &MigrationSet, records: &BTreeMap<u64, Record>) -> Vec<ModifiedMigration> {
+pub fn find_modified(
+    set: &MigrationSet,
+    records: &BTreeMap<u64, Record>,
+) -> Vec<ModifiedMigration> {
     records
         .values()
         .filter_map(|r| {
@@ -554,7 +617,11 @@ pub fn find_modified(set: &MigrationSet, records: &BTreeMap<u64, Record>) -> Vec
 }
 
 /// Combines the files, the version and the bookkeeping into a [`Status`].
-pub fn build_status(set: &MigrationSet, version: DbVersion, records: &BTreeMap<u64, Record>) -> Status {
+pub fn build_status(
+    set: &MigrationSet,
+    version: DbVersion,
+    records: &BTreeMap<u64, Record>,
+) -> Status {
     let current = version.version;
     let is_applied = |v: u64| current.is_some_and(|c| v <= c);
     let mut applied: BTreeMap<u64, AppliedMigration> = BTreeMap::new();
@@ -574,15 +641,17 @@ pub fn build_status(set: &MigrationSet, version: DbVersion, records: &BTreeMap<u
         );
     }
     for r in records.values().filter(|r| is_applied(r.version)) {
-        applied.entry(r.version).or_insert_with(|| AppliedMigration {
-            version: r.version,
-            name: r.name.clone(),
-            checksum: Some(r.checksum.clone()),
-            applied_at: r.applied_at,
-            duration_ms: r.duration_ms,
-            release: r.release.clone(),
-            file_present: false,
-        });
+        applied
+            .entry(r.version)
+            .or_insert_with(|| AppliedMigration {
+                version: r.version,
+                name: r.name.clone(),
+                checksum: Some(r.checksum.clone()),
+                applied_at: r.applied_at,
+                duration_ms: r.duration_ms,
+                release: r.release.clone(),
+                file_present: false,
+            });
     }
     Status {
         current,
@@ -650,8 +719,14 @@ mod tests {
         );
         assert_eq!(status.current, Some(2));
         assert_eq!(status.latest, Some(3));
-        assert_eq!(status.applied.iter().map(|a| a.version).collect::<Vec<_>>(), vec![1, 2]);
-        assert_eq!(status.pending.iter().map(|p| p.version).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(
+            status.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert_eq!(
+            status.pending.iter().map(|p| p.version).collect::<Vec<_>>(),
+            vec![3]
+        );
         assert_eq!(status.modified.len(), 1);
         assert_eq!(status.modified[0].file, "0002_b.up.sql");
         assert!(!status.current_file_missing);
@@ -659,7 +734,10 @@ mod tests {
 
     #[test]
     fn status_of_golang_migrate_database_has_unrecorded_checksums() {
-        let (_d, set) = set_with(&[("0001_a.up.sql", "SELECT 1;"), ("0002_b.up.sql", "SELECT 2;")]);
+        let (_d, set) = set_with(&[
+            ("0001_a.up.sql", "SELECT 1;"),
+            ("0002_b.up.sql", "SELECT 2;"),
+        ]);
         let status = build_status(
             &set,
             DbVersion {
@@ -688,7 +766,11 @@ mod tests {
         );
         assert!(status.current_file_missing);
         assert!(status.pending.is_empty());
-        let ghost = status.applied.iter().find(|a| a.version == 5).expect("recorded version listed");
+        let ghost = status
+            .applied
+            .iter()
+            .find(|a| a.version == 5)
+            .expect("recorded version listed");
         assert!(!ghost.file_present);
     }
 

@@ -79,7 +79,10 @@ impl Tables {
 
     /// Whether (schema_migrations, slipway_migrations) exist, without
     /// creating them: `status` must not write.
-    pub async fn exist<C: GenericClient>(&self, c: &C) -> Result<(bool, bool), tokio_postgres::Error> {
+    pub async fn exist<C: GenericClient>(
+        &self,
+        c: &C,
+    ) -> Result<(bool, bool), tokio_postgres::Error> {
         let row = c
             .query_one(
                 "SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL",
@@ -89,11 +92,17 @@ impl Tables {
         Ok((row.get(0), row.get(1)))
     }
 
-    pub async fn read_version<C: GenericClient>(&self, c: &C) -> Result<DbVersion, tokio_postgres::Error> {
+    pub async fn read_version<C: GenericClient>(
+        &self,
+        c: &C,
+    ) -> Result<DbVersion, tokio_postgres::Error> {
         // golang-migrate reads the first row only; so do we.
         let row = c
             .query_opt(
-                &format!("SELECT version, dirty FROM {} LIMIT 1", self.schema_migrations),
+                &format!(
+                    "SELECT version, dirty FROM {} LIMIT 1",
+                    self.schema_migrations
+                ),
                 &[],
             )
             .await?;
@@ -127,7 +136,10 @@ impl Tables {
         if version.is_some() || dirty {
             let v: i64 = version.and_then(|v| i64::try_from(v).ok()).unwrap_or(-1);
             c.execute(
-                &format!("INSERT INTO {} (version, dirty) VALUES ($1, $2)", self.schema_migrations),
+                &format!(
+                    "INSERT INTO {} (version, dirty) VALUES ($1, $2)",
+                    self.schema_migrations
+                ),
                 &[&v, &dirty],
             )
             .await?;
@@ -135,7 +147,10 @@ impl Tables {
         Ok(())
     }
 
-    pub async fn records<C: GenericClient>(&self, c: &C) -> Result<BTreeMap<u64, Record>, tokio_postgres::Error> {
+    pub async fn records<C: GenericClient>(
+        &self,
+        c: &C,
+    ) -> Result<BTreeMap<u64, Record>, tokio_postgres::Error> {
         let rows = c
             .query(
                 &format!(
@@ -210,8 +225,11 @@ impl Tables {
         version: Option<u64>,
     ) -> Result<(), tokio_postgres::Error> {
         let v: i64 = version.and_then(|v| i64::try_from(v).ok()).unwrap_or(-1);
-        c.execute(&format!("DELETE FROM {} WHERE version > $1", self.slipway), &[&v])
-            .await?;
+        c.execute(
+            &format!("DELETE FROM {} WHERE version > $1", self.slipway),
+            &[&v],
+        )
+        .await?;
         Ok(())
     }
 

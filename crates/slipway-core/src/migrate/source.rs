@@ -118,7 +118,9 @@ pub fn parse_file_name(file_name: &str) -> Result<ParsedName, String> {
         .map_err(|_| format!("version `{digits}` is too large"))?;
     // golang-migrate stores versions in a bigint column.
     if version > i64::MAX as u64 {
-        return Err(format!("version `{digits}` does not fit PostgreSQL's bigint"));
+        return Err(format!(
+            "version `{digits}` does not fit PostgreSQL's bigint"
+        ));
     }
     Ok(ParsedName {
         version,
@@ -182,16 +184,18 @@ impl MigrationSet {
                 tracing::debug!(file = %file_name, "ignoring non-.sql file in migrations directory");
                 continue;
             }
-            let parsed = parse_file_name(&file_name).map_err(|reason| MigrateError::BadFileName {
-                file: path.clone(),
-                reason,
-            })?;
+            let parsed =
+                parse_file_name(&file_name).map_err(|reason| MigrateError::BadFileName {
+                    file: path.clone(),
+                    reason,
+                })?;
             let bytes = fs_err::read(&path).map_err(|source| MigrateError::ReadFile {
                 path: path.clone(),
                 source,
             })?;
             let checksum = checksum(&bytes);
-            let sql = String::from_utf8(bytes).map_err(|_| MigrateError::NotUtf8 { file: path.clone() })?;
+            let sql = String::from_utf8(bytes)
+                .map_err(|_| MigrateError::NotUtf8 { file: path.clone() })?;
             let mode = transaction_mode(&sql).map_err(|line| MigrateError::MisplacedMarker {
                 file: path.clone(),
                 line,
@@ -310,7 +314,12 @@ mod tests {
         assert_eq!(p.version, 20240101120000);
         assert_eq!(p.name, "add.index");
         assert_eq!(p.direction, Direction::Down);
-        assert_eq!(parse_file_name("7_.up.sql").expect("empty name is allowed").name, "");
+        assert_eq!(
+            parse_file_name("7_.up.sql")
+                .expect("empty name is allowed")
+                .name,
+            ""
+        );
     }
 
     #[test]
@@ -347,7 +356,10 @@ mod tests {
             transaction_mode("\u{feff}--Slipway:No-Transaction  \nSELECT 1;"),
             Ok(TransactionMode::NoTransaction)
         );
-        assert_eq!(transaction_mode("CREATE TABLE t();"), Ok(TransactionMode::Transaction));
+        assert_eq!(
+            transaction_mode("CREATE TABLE t();"),
+            Ok(TransactionMode::Transaction)
+        );
         assert_eq!(
             transaction_mode("BEGIN;\nCREATE TABLE t();\nCOMMIT;"),
             Ok(TransactionMode::FileManaged)
@@ -377,7 +389,10 @@ mod tests {
         let pending: Vec<u64> = set.pending_after(Some(1)).map(|m| m.version).collect();
         assert_eq!(pending, vec![2, 10]);
         assert_eq!(set.pending_after(None).count(), 3);
-        assert_eq!(set.get(1).map(|m| m.up.checksum.clone()), Some(checksum(b"SELECT 1;")));
+        assert_eq!(
+            set.get(1).map(|m| m.up.checksum.clone()),
+            Some(checksum(b"SELECT 1;"))
+        );
     }
 
     #[test]
@@ -387,7 +402,10 @@ mod tests {
         write(dir.path(), "1_b.up.sql", "SELECT 1;");
         let err = MigrationSet::load(dir.path()).expect_err("duplicate");
         let msg = err.to_string();
-        assert!(msg.contains("0001_a.up.sql") && msg.contains("1_b.up.sql"), "{msg}");
+        assert!(
+            msg.contains("0001_a.up.sql") && msg.contains("1_b.up.sql"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -395,25 +413,40 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         write(dir.path(), "0001_a.up.sql", "SELECT 1;");
         write(dir.path(), "create_users.sql", "SELECT 1;");
-        let msg = MigrationSet::load(dir.path()).expect_err("bad name").to_string();
+        let msg = MigrationSet::load(dir.path())
+            .expect_err("bad name")
+            .to_string();
         assert!(msg.contains("create_users.sql"), "{msg}");
 
         let dir = tempfile::tempdir().expect("tempdir");
         write(dir.path(), "0001_a.up.sql", "SELECT 1;");
         write(dir.path(), "0002_b.down.sql", "SELECT 1;");
-        let msg = MigrationSet::load(dir.path()).expect_err("orphan down").to_string();
+        let msg = MigrationSet::load(dir.path())
+            .expect_err("orphan down")
+            .to_string();
         assert!(msg.contains("0002_b.down.sql"), "{msg}");
     }
 
     #[test]
     fn load_rejects_misplaced_marker_and_missing_dir() {
         let dir = tempfile::tempdir().expect("tempdir");
-        write(dir.path(), "0001_a.up.sql", "SELECT 1;\n-- slipway:no-transaction\n");
-        let msg = MigrationSet::load(dir.path()).expect_err("marker").to_string();
-        assert!(msg.contains("0001_a.up.sql") && msg.contains("line 2"), "{msg}");
+        write(
+            dir.path(),
+            "0001_a.up.sql",
+            "SELECT 1;\n-- slipway:no-transaction\n",
+        );
+        let msg = MigrationSet::load(dir.path())
+            .expect_err("marker")
+            .to_string();
+        assert!(
+            msg.contains("0001_a.up.sql") && msg.contains("line 2"),
+            "{msg}"
+        );
 
         let missing = dir.path().join("nope");
-        let msg = MigrationSet::load(&missing).expect_err("missing").to_string();
+        let msg = MigrationSet::load(&missing)
+            .expect_err("missing")
+            .to_string();
         assert!(msg.contains("nope"), "{msg}");
     }
 }

@@ -45,7 +45,9 @@ pub fn split_statements(sql: &str) -> Vec<Statement<'_>> {
                 continue;
             }
             b'\'' => {
-                let escapes = i > 0 && matches!(bytes[i - 1], b'e' | b'E') && !is_ident_byte_before(bytes, i - 1);
+                let escapes = i > 0
+                    && matches!(bytes[i - 1], b'e' | b'E')
+                    && !is_ident_byte_before(bytes, i - 1);
                 i = skip_quoted(bytes, i, b'\'', escapes);
                 words.other();
                 continue;
@@ -93,7 +95,12 @@ pub fn has_transaction_control(sql: &str) -> bool {
     split_statements(sql).iter().any(|s| {
         let mut words = words_of(s.text);
         match words.next().map(|w| w.to_ascii_uppercase()) {
-            Some(w) if matches!(w.as_str(), "BEGIN" | "COMMIT" | "END" | "ROLLBACK" | "ABORT") => {
+            Some(w)
+                if matches!(
+                    w.as_str(),
+                    "BEGIN" | "COMMIT" | "END" | "ROLLBACK" | "ABORT"
+                ) =>
+            {
                 true
             }
             Some(w) if w == "START" => words
@@ -189,7 +196,7 @@ impl WordTracker {
         let upper = word.to_ascii_uppercase();
         match self.seen {
             0 => self.first_create = upper == "CREATE",
-            1 | 2 | 3 if self.first_create => {
+            1..=3 if self.first_create => {
                 if matches!(upper.as_str(), "FUNCTION" | "PROCEDURE") {
                     self.create_routine = true;
                 }
@@ -289,7 +296,9 @@ fn skip_dollar_quote(bytes: &[u8], i: usize) -> Option<usize> {
     }
     let mut j = i + 1;
     if j < bytes.len() && (bytes[j].is_ascii_alphabetic() || bytes[j] == b'_' || bytes[j] >= 0x80) {
-        while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] >= 0x80) {
+        while j < bytes.len()
+            && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] >= 0x80)
+        {
             j += 1;
         }
     }
@@ -320,10 +329,14 @@ mod tests {
 
     #[test]
     fn splits_plain_statements_and_drops_blank_ones() {
-        let sql = "CREATE TABLE a (id int);\n\n-- just a comment;\nINSERT INTO a VALUES (1);\n  ;\n";
+        let sql =
+            "CREATE TABLE a (id int);\n\n-- just a comment;\nINSERT INTO a VALUES (1);\n  ;\n";
         assert_eq!(
             texts(sql),
-            vec!["CREATE TABLE a (id int)", "-- just a comment;\nINSERT INTO a VALUES (1)"]
+            vec![
+                "CREATE TABLE a (id int)",
+                "-- just a comment;\nINSERT INTO a VALUES (1)"
+            ]
         );
     }
 
@@ -356,12 +369,17 @@ SELECT $1::int"#;
         let sql = "SELECT 1;\nSELECT 2;";
         let s = split_statements(sql);
         assert_eq!(s[1].offset, 9);
-        assert_eq!(&sql[s[1].offset..s[1].offset + s[1].text.len()], "\nSELECT 2");
+        assert_eq!(
+            &sql[s[1].offset..s[1].offset + s[1].text.len()],
+            "\nSELECT 2"
+        );
     }
 
     #[test]
     fn detects_transaction_control_only_at_top_level() {
-        assert!(has_transaction_control("BEGIN;\nCREATE TABLE a();\nCOMMIT;"));
+        assert!(has_transaction_control(
+            "BEGIN;\nCREATE TABLE a();\nCOMMIT;"
+        ));
         assert!(has_transaction_control("start transaction; select 1; end;"));
         assert!(has_transaction_control("-- c\n  commit"));
         assert!(!has_transaction_control(
@@ -388,7 +406,14 @@ SELECT $1::int"#;
 
     #[test]
     fn unterminated_constructs_do_not_panic() {
-        for sql in ["SELECT 'abc", "SELECT $$ abc", "/* abc", "SELECT \"abc", "SELECT $", "$a"] {
+        for sql in [
+            "SELECT 'abc",
+            "SELECT $$ abc",
+            "/* abc",
+            "SELECT \"abc",
+            "SELECT $",
+            "$a",
+        ] {
             let _ = split_statements(sql);
             let _ = has_transaction_control(sql);
         }

@@ -46,7 +46,11 @@ pub struct CreateOptions {
 }
 
 impl CreateOptions {
-    pub fn new(dir: impl Into<PathBuf>, commit: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn new(
+        dir: impl Into<PathBuf>,
+        commit: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
         Self {
             dir: dir.into(),
             commit: commit.into(),
@@ -73,7 +77,11 @@ pub struct Snapshot {
 }
 
 /// Takes a snapshot of the database at `url`, running the tools at `site`.
-pub async fn create(site: &DumpSite, url: &Secret, opts: &CreateOptions) -> Result<Snapshot, SnapshotError> {
+pub async fn create(
+    site: &DumpSite,
+    url: &Secret,
+    opts: &CreateOptions,
+) -> Result<Snapshot, SnapshotError> {
     let started = Instant::now();
     let conn = PgConn::from_url(url)?;
     let taken_at = opts.now.unwrap_or_else(OffsetDateTime::now_utc);
@@ -96,7 +104,10 @@ pub async fn create(site: &DumpSite, url: &Secret, opts: &CreateOptions) -> Resu
         "taking snapshot with {pg_dump_version}"
     );
 
-    let partial = PartialFile::new(opts.dir.join(format!("{}{PARTIAL_SUFFIX}", name.file_name())));
+    let partial = PartialFile::new(
+        opts.dir
+            .join(format!("{}{PARTIAL_SUFFIX}", name.file_name())),
+    );
     let (size_bytes, sha256) = dump_to(site, &conn, &opts.compression, partial.path()).await?;
     let toc_entries = verify(site, &conn, partial.path()).await?;
     fs_err::rename(partial.path(), &path).map_err(|source| SnapshotError::Io {
@@ -141,10 +152,17 @@ pub async fn create(site: &DumpSite, url: &Secret, opts: &CreateOptions) -> Resu
 
 /// Runs pg_dump and streams its stdout into a new file at `path`, hashing as
 /// it goes. Returns (size, hex sha256). The file is synced before returning.
-async fn dump_to(site: &DumpSite, conn: &PgConn, compression: &str, path: &Path) -> Result<(u64, String), SnapshotError> {
-    let io = |doing: &'static str| move |source| SnapshotError::Io {
-        doing: doing.to_string(),
-        source,
+async fn dump_to(
+    site: &DumpSite,
+    conn: &PgConn,
+    compression: &str,
+    path: &Path,
+) -> Result<(u64, String), SnapshotError> {
+    let io = |doing: &'static str| {
+        move |source| SnapshotError::Io {
+            doing: doing.to_string(),
+            source,
+        }
     };
     let mut file = tokio::fs::OpenOptions::new()
         .write(true)
@@ -152,7 +170,12 @@ async fn dump_to(site: &DumpSite, conn: &PgConn, compression: &str, path: &Path)
         .open(path)
         .await
         .map_err(io("creating the dump file"))?;
-    let mut child = spawn(site.command(conn, "pg_dump", &["-Fc", "-Z", compression, "--no-password"], false))?;
+    let mut child = spawn(site.command(
+        conn,
+        "pg_dump",
+        &["-Fc", "-Z", compression, "--no-password"],
+        false,
+    ))?;
     let stderr = collect_stderr(&mut child);
     let mut stdout = child.stdout.take().ok_or_else(|| SnapshotError::Io {
         doing: "reading pg_dump's output".into(),
@@ -163,12 +186,17 @@ async fn dump_to(site: &DumpSite, conn: &PgConn, compression: &str, path: &Path)
     let mut size: u64 = 0;
     let copied: Result<(), SnapshotError> = async {
         loop {
-            let n = stdout.read(&mut buf).await.map_err(io("reading pg_dump's output"))?;
+            let n = stdout
+                .read(&mut buf)
+                .await
+                .map_err(io("reading pg_dump's output"))?;
             if n == 0 {
                 break;
             }
             hasher.update(&buf[..n]);
-            file.write_all(&buf[..n]).await.map_err(io("writing the dump file"))?;
+            file.write_all(&buf[..n])
+                .await
+                .map_err(io("writing the dump file"))?;
             size += n as u64;
         }
         file.flush().await.map_err(io("writing the dump file"))?;
@@ -194,14 +222,18 @@ async fn verify(site: &DumpSite, conn: &PgConn, path: &Path) -> Result<usize, Sn
     let mut listing = Vec::new();
     if let Some(mut out) = child.stdout.take() {
         // The listing is one line per object: small even for big databases.
-        out.read_to_end(&mut listing).await.map_err(|source| SnapshotError::Io {
-            doing: "reading pg_restore --list output".into(),
-            source,
-        })?;
+        out.read_to_end(&mut listing)
+            .await
+            .map_err(|source| SnapshotError::Io {
+                doing: "reading pg_restore --list output".into(),
+                source,
+            })?;
     }
     let listing = String::from_utf8_lossy(&listing);
     let finished = site.finish(conn, "pg_restore", child, stderr).await;
-    let fed = feeder.await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    let fed = feeder
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
     if let Err(e) = finished {
         let stderr = match e {
             SnapshotError::ToolFailed { stderr, status, .. } => format!("{status}: {stderr}"),
@@ -226,7 +258,10 @@ async fn verify(site: &DumpSite, conn: &PgConn, path: &Path) -> Result<usize, Sn
 /// Streams a file into a child's stdin through one [`CHUNK`] buffer, then
 /// closes it. A reader that stops early (`pg_restore --list` reads only the
 /// table of contents) is not an error: its exit status decides.
-pub async fn feed_file(path: PathBuf, stdin: Option<tokio::process::ChildStdin>) -> std::io::Result<()> {
+pub async fn feed_file(
+    path: PathBuf,
+    stdin: Option<tokio::process::ChildStdin>,
+) -> std::io::Result<()> {
     let Some(mut stdin) = stdin else {
         return Ok(());
     };
@@ -337,7 +372,9 @@ mod tests {
             .spawn()
             .expect("spawn head");
         let stdin = child.stdin.take();
-        feed_file(path, stdin).await.expect("early close is not an error");
+        feed_file(path, stdin)
+            .await
+            .expect("early close is not an error");
         assert!(child.wait().await.expect("wait").success());
     }
 }

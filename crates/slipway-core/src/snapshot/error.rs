@@ -70,7 +70,8 @@ pub enum SnapshotError {
 pub fn hint_for(stderr: &str) -> &'static str {
     if stderr.contains("No such container") {
         ". Is the database container running? `docker ps` lists them"
-    } else if stderr.contains("executable file not found") || stderr.contains("not found in $PATH") {
+    } else if stderr.contains("executable file not found") || stderr.contains("not found in $PATH")
+    {
         ". The image has no PostgreSQL client tools; use the database image (it ships pg_dump/pg_restore/psql)"
     } else if stderr.contains("password authentication failed") {
         ". Check the database URL's user and password"

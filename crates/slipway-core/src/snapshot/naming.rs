@@ -34,7 +34,11 @@ pub struct SnapshotName {
 impl SnapshotName {
     /// Validates the parts; `taken_at` is converted to UTC and truncated to
     /// the second, as the name cannot hold more.
-    pub fn new(database: &str, taken_at: OffsetDateTime, commit: &str) -> Result<Self, SnapshotError> {
+    pub fn new(
+        database: &str,
+        taken_at: OffsetDateTime,
+        commit: &str,
+    ) -> Result<Self, SnapshotError> {
         check_database(database)?;
         check_commit(commit)?;
         let utc = taken_at.to_offset(UtcOffset::UTC);
@@ -48,7 +52,12 @@ impl SnapshotName {
 
     /// `{db}_{timestamp}_{commit}` without extension.
     pub fn stem(&self) -> String {
-        format!("{}_{}_{}", self.database, format_timestamp(self.taken_at), self.commit)
+        format!(
+            "{}_{}_{}",
+            self.database,
+            format_timestamp(self.taken_at),
+            self.commit
+        )
     }
 
     /// `{db}_{timestamp}_{commit}.dump`.
@@ -76,8 +85,11 @@ impl SnapshotName {
         let (database, timestamp) = rest
             .rsplit_once('_')
             .ok_or_else(|| invalid("expected `{db}_{YYYYMMDDTHHMMSSZ}_{commit}.dump`"))?;
-        let taken_at = parse_timestamp(timestamp)
-            .ok_or_else(|| invalid(&format!("`{timestamp}` is not a UTC timestamp like 20250131T235959Z")))?;
+        let taken_at = parse_timestamp(timestamp).ok_or_else(|| {
+            invalid(&format!(
+                "`{timestamp}` is not a UTC timestamp like 20250131T235959Z"
+            ))
+        })?;
         Self::new(database, taken_at, commit).map_err(|e| match e {
             SnapshotError::InvalidName { reason, .. } => invalid(&reason),
             other => other,
@@ -96,7 +108,9 @@ pub fn format_timestamp(t: OffsetDateTime) -> String {
 
 /// Parses `YYYYMMDDTHHMMSSZ` as UTC.
 pub fn parse_timestamp(s: &str) -> Option<OffsetDateTime> {
-    PrimitiveDateTime::parse(s, TIMESTAMP).ok().map(|p| p.assume_utc())
+    PrimitiveDateTime::parse(s, TIMESTAMP)
+        .ok()
+        .map(|p| p.assume_utc())
 }
 
 /// Makes a commit label out of anything (a git describe, a branch name):
@@ -105,9 +119,19 @@ pub fn commit_label(raw: &str) -> String {
     let label: String = raw
         .trim()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
-    if label.is_empty() { "unknown".to_string() } else { label }
+    if label.is_empty() {
+        "unknown".to_string()
+    } else {
+        label
+    }
 }
 
 fn check_database(database: &str) -> Result<(), SnapshotError> {
@@ -119,7 +143,9 @@ fn check_database(database: &str) -> Result<(), SnapshotError> {
         database
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
-            .map(|c| format!("the database name contains `{c}`; snapshot names allow A-Z a-z 0-9 _ - ."))
+            .map(|c| {
+                format!("the database name contains `{c}`; snapshot names allow A-Z a-z 0-9 _ - .")
+            })
     };
     match reason {
         Some(reason) => Err(SnapshotError::InvalidName {
@@ -133,11 +159,15 @@ fn check_database(database: &str) -> Result<(), SnapshotError> {
 fn check_commit(commit: &str) -> Result<(), SnapshotError> {
     let bad = commit.is_empty()
         || commit.starts_with('.')
-        || !commit.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+        || !commit
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
     if bad {
         return Err(SnapshotError::InvalidName {
             name: commit.to_string(),
-            reason: "the commit label must be non-empty A-Z a-z 0-9 . - (see snapshot::commit_label)".into(),
+            reason:
+                "the commit label must be non-empty A-Z a-z 0-9 . - (see snapshot::commit_label)"
+                    .into(),
         });
     }
     Ok(())
@@ -150,9 +180,17 @@ mod tests {
 
     #[test]
     fn name_round_trips_with_underscores_in_the_database() {
-        let n = SnapshotName::new("togather_prod", datetime!(2025-03-09 07:05:03.75 UTC), "a1b2c3d").expect("valid");
+        let n = SnapshotName::new(
+            "togather_prod",
+            datetime!(2025-03-09 07:05:03.75 UTC),
+            "a1b2c3d",
+        )
+        .expect("valid");
         assert_eq!(n.file_name(), "togather_prod_20250309T070503Z_a1b2c3d.dump");
-        assert_eq!(n.sidecar_name(), "togather_prod_20250309T070503Z_a1b2c3d.json");
+        assert_eq!(
+            n.sidecar_name(),
+            "togather_prod_20250309T070503Z_a1b2c3d.json"
+        );
         let back = SnapshotName::parse(&n.file_name()).expect("parses back");
         assert_eq!(back, n);
         assert_eq!(back.taken_at, datetime!(2025-03-09 07:05:03 UTC));
@@ -160,7 +198,8 @@ mod tests {
 
     #[test]
     fn name_is_in_utc_whatever_the_input_offset() {
-        let n = SnapshotName::new("db", datetime!(2025-01-01 01:30:00 +02:00), "v1.4.0").expect("valid");
+        let n = SnapshotName::new("db", datetime!(2025-01-01 01:30:00 +02:00), "v1.4.0")
+            .expect("valid");
         assert_eq!(n.file_name(), "db_20241231T233000Z_v1.4.0.dump");
     }
 
@@ -174,7 +213,10 @@ mod tests {
             "db_20251301T000000Z_abc.dump",
             "db_20250101T000000Z_.dump",
         ] {
-            assert!(SnapshotName::parse(name).is_err(), "{name} should not parse");
+            assert!(
+                SnapshotName::parse(name).is_err(),
+                "{name} should not parse"
+            );
         }
     }
 

@@ -14,12 +14,24 @@ ELSE coalesce((xpath('/row/v/text()', query_to_xml('SELECT version::text || ''|'
 
 /// (version, dirty) as `schema_migrations` holds it; `(None, false)` when the
 /// table is missing or empty.
-pub async fn schema_version(site: &DumpSite, conn: &PgConn) -> Result<(Option<u64>, bool), SnapshotError> {
+pub async fn schema_version(
+    site: &DumpSite,
+    conn: &PgConn,
+) -> Result<(Option<u64>, bool), SnapshotError> {
     let out = site
         .run_small(
             conn,
             "psql",
-            &["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-c", SCHEMA_VERSION_SQL],
+            &[
+                "-X",
+                "-A",
+                "-t",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                SCHEMA_VERSION_SQL,
+            ],
         )
         .await?;
     Ok(parse_schema_version(&out))
@@ -33,7 +45,11 @@ pub async fn pg_dump_version(site: &DumpSite, conn: &PgConn) -> Result<String, S
 
 /// Parses `psql -At` output of [`SCHEMA_VERSION_SQL`]: `12|false`, or empty.
 pub fn parse_schema_version(out: &str) -> (Option<u64>, bool) {
-    let line = out.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let line = out
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
     let Some((version, dirty)) = line.split_once('|') else {
         return (None, false);
     };

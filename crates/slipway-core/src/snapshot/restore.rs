@@ -29,7 +29,9 @@ pub struct RestoreOptions {
 
 impl Default for RestoreOptions {
     fn default() -> Self {
-        Self { verify_checksum: true }
+        Self {
+            verify_checksum: true,
+        }
     }
 }
 
@@ -110,7 +112,9 @@ pub async fn restore(
     });
     let finished = site.finish(&conn, "pg_restore", child, stderr).await;
     let _ = drain.await;
-    let fed = feeder.await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    let fed = feeder
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
     if let Err(e) = finished {
         return Err(match e {
             SnapshotError::ToolFailed {
@@ -162,10 +166,12 @@ async fn check_against_sidecar(dump: &Path) -> Result<bool, SnapshotError> {
         return Ok(false);
     }
     let sidecar = Sidecar::read(&sidecar_path)?;
-    let actual = sha256_file(dump).await.map_err(|source| SnapshotError::Io {
-        doing: "hashing the snapshot".into(),
-        source,
-    })?;
+    let actual = sha256_file(dump)
+        .await
+        .map_err(|source| SnapshotError::Io {
+            doing: "hashing the snapshot".into(),
+            source,
+        })?;
     if actual != sidecar.sha256 {
         return Err(SnapshotError::ChecksumMismatch {
             path: dump.to_path_buf(),
@@ -209,6 +215,9 @@ mod tests {
         )
         .expect("write sidecar");
         let err = check_against_sidecar(&dump).await.expect_err("mismatch");
-        assert!(matches!(err, SnapshotError::ChecksumMismatch { .. }), "{err}");
+        assert!(
+            matches!(err, SnapshotError::ChecksumMismatch { .. }),
+            "{err}"
+        );
     }
 }

@@ -17,7 +17,11 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// The snapshots to delete, in the order given. A snapshot exactly
 /// `retention` old is kept; snapshots dated in the future (clock skew) are
 /// kept.
-pub fn expired<'a>(snapshots: &'a [SnapshotName], now: OffsetDateTime, retention: Duration) -> Vec<&'a SnapshotName> {
+pub fn expired(
+    snapshots: &[SnapshotName],
+    now: OffsetDateTime,
+    retention: Duration,
+) -> Vec<&SnapshotName> {
     let mut newest: BTreeMap<&str, OffsetDateTime> = BTreeMap::new();
     for s in snapshots {
         let entry = newest.entry(s.database.as_str()).or_insert(s.taken_at);
@@ -59,7 +63,10 @@ mod tests {
             snap("app", datetime!(2025-06-03 11:59:59 UTC)), // 7 days + 1 s: pruned
             snap("app", datetime!(2025-05-01 00:00:00 UTC)),
         ];
-        let gone: Vec<_> = expired(&snaps, now, DEFAULT_RETENTION).into_iter().cloned().collect();
+        let gone: Vec<_> = expired(&snaps, now, DEFAULT_RETENTION)
+            .into_iter()
+            .cloned()
+            .collect();
         assert_eq!(gone, vec![snaps[2].clone(), snaps[3].clone()]);
     }
 
@@ -71,7 +78,10 @@ mod tests {
             snap("app", datetime!(2025-02-01 00:00:00 UTC)),
             snap("other", datetime!(2025-01-15 00:00:00 UTC)),
         ];
-        let gone: Vec<_> = expired(&snaps, now, DEFAULT_RETENTION).into_iter().cloned().collect();
+        let gone: Vec<_> = expired(&snaps, now, DEFAULT_RETENTION)
+            .into_iter()
+            .cloned()
+            .collect();
         assert_eq!(gone, vec![snaps[0].clone()]);
     }
 
@@ -84,9 +94,15 @@ mod tests {
         let retention = Duration::from_secs(24 * 3600);
         assert!(expired(&snaps, datetime!(2025-06-01 23:00:00 UTC), retention).is_empty());
         assert!(expired(&snaps, datetime!(2025-06-02 00:00:00 UTC), retention).is_empty());
-        assert_eq!(expired(&snaps, datetime!(2025-06-02 00:00:01 UTC), retention).len(), 1);
+        assert_eq!(
+            expired(&snaps, datetime!(2025-06-02 00:00:01 UTC), retention).len(),
+            1
+        );
         // However far the clock moves, the newest survives.
-        assert_eq!(expired(&snaps, datetime!(2030-01-01 00:00:00 UTC), retention).len(), 1);
+        assert_eq!(
+            expired(&snaps, datetime!(2030-01-01 00:00:00 UTC), retention).len(),
+            1
+        );
     }
 
     #[test]
@@ -98,7 +114,10 @@ mod tests {
         ];
         assert!(expired(&snaps, now, DEFAULT_RETENTION).is_empty());
         let t = datetime!(2025-06-01 00:00:00 UTC);
-        assert_eq!(expires_at(t, DEFAULT_RETENTION), datetime!(2025-06-08 00:00:00 UTC));
+        assert_eq!(
+            expires_at(t, DEFAULT_RETENTION),
+            datetime!(2025-06-08 00:00:00 UTC)
+        );
         assert!(expires_at(t, Duration::MAX) > t);
     }
 }

@@ -130,7 +130,10 @@ mod tests {
         sample().write_atomic(&path).expect("write");
         assert_eq!(Sidecar::read(&path).expect("read"), sample());
         let text = fs_err::read_to_string(&path).expect("read text");
-        assert!(text.contains("\"expires_at\": \"2025-01-08T00:00:00Z\""), "{text}");
+        assert!(
+            text.contains("\"expires_at\": \"2025-01-08T00:00:00Z\""),
+            "{text}"
+        );
         let names: Vec<_> = fs_err::read_dir(dir.path())
             .expect("list")
             .filter_map(|e| e.ok())

@@ -35,7 +35,10 @@ pub enum DumpSite {
     /// tools match the server), on `network` if given; connects with the
     /// URL as is, so its host must be reachable from that network (use
     /// `network: Some("host")` for a database on the host's loopback).
-    OneOff { image: String, network: Option<String> },
+    OneOff {
+        image: String,
+        network: Option<String>,
+    },
 }
 
 impl DumpSite {
@@ -92,15 +95,22 @@ impl DumpSite {
 
     /// Runs a tool to completion and returns its stdout (for small outputs:
     /// `psql -c`, `--version`).
-    pub async fn run_small(&self, conn: &PgConn, program: &str, args: &[&str]) -> Result<String, SnapshotError> {
+    pub async fn run_small(
+        &self,
+        conn: &PgConn,
+        program: &str,
+        args: &[&str],
+    ) -> Result<String, SnapshotError> {
         let mut child = spawn(self.command(conn, program, args, false))?;
         let stderr = collect_stderr(&mut child);
         let mut stdout = String::new();
         if let Some(mut out) = child.stdout.take() {
-            out.read_to_string(&mut stdout).await.map_err(|source| SnapshotError::Io {
-                doing: format!("reading the output of `{program}`"),
-                source,
-            })?;
+            out.read_to_string(&mut stdout)
+                .await
+                .map_err(|source| SnapshotError::Io {
+                    doing: format!("reading the output of `{program}`"),
+                    source,
+                })?;
         }
         self.finish(conn, program, child, stderr).await?;
         Ok(stdout)
@@ -139,7 +149,8 @@ impl DumpSite {
 
 /// Spawns a prepared command; a missing docker CLI becomes a clear error.
 pub fn spawn(mut cmd: Command) -> Result<Child, SnapshotError> {
-    cmd.spawn().map_err(|source| SnapshotError::Spawn { source })
+    cmd.spawn()
+        .map_err(|source| SnapshotError::Spawn { source })
 }
 
 /// Drains a child's stderr in the background, keeping the first
@@ -188,7 +199,9 @@ pub struct PgConn {
 
 impl std::fmt::Debug for PgConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgConn").field("url", &self.redacted).finish()
+        f.debug_struct("PgConn")
+            .field("url", &self.redacted)
+            .finish()
     }
 }
 
@@ -205,7 +218,9 @@ impl PgConn {
         }
         let user = percent_decode(parsed.username());
         if user.is_empty() {
-            return Err(bad("it names no user (postgres://USER:PASSWORD@HOST:PORT/DB)"));
+            return Err(bad(
+                "it names no user (postgres://USER:PASSWORD@HOST:PORT/DB)",
+            ));
         }
         let host = match parsed.host() {
             Some(url::Host::Ipv6(ip)) => ip.to_string(),
@@ -213,7 +228,11 @@ impl PgConn {
             None => return Err(bad("it names no host")),
         };
         let dbname = percent_decode(parsed.path().trim_start_matches('/'));
-        let dbname = if dbname.is_empty() { user.clone() } else { dbname };
+        let dbname = if dbname.is_empty() {
+            user.clone()
+        } else {
+            dbname
+        };
         let mut params = Vec::new();
         for (k, v) in parsed.query_pairs() {
             let var = match k.as_ref() {
@@ -226,7 +245,10 @@ impl PgConn {
                 "application_name" => "PGAPPNAME",
                 "target_session_attrs" => "PGTARGETSESSIONATTRS",
                 other => {
-                    tracing::warn!(parameter = other, "ignoring database URL parameter the snapshot tools do not take");
+                    tracing::warn!(
+                        parameter = other,
+                        "ignoring database URL parameter the snapshot tools do not take"
+                    );
                     continue;
                 }
             };
@@ -327,21 +349,34 @@ mod tests {
         assert_eq!(conn.dbname, "events_db");
         assert!(!format!("{conn:?}").contains("canary"));
         let env = conn.env();
-        assert!(env.iter().any(|(k, v)| *k == "PGPASSWORD" && v.expose() == "p@ss-canary"));
-        assert!(env.iter().any(|(k, v)| *k == "PGSSLMODE" && v.expose() == "require"));
+        assert!(
+            env.iter()
+                .any(|(k, v)| *k == "PGPASSWORD" && v.expose() == "p@ss-canary")
+        );
+        assert!(
+            env.iter()
+                .any(|(k, v)| *k == "PGSSLMODE" && v.expose() == "require")
+        );
     }
 
     #[test]
     fn bad_urls_are_refused_without_the_password() {
-        for url in ["mysql://u:canary@h/db", "postgres://:canary@h/db", "not a url canary"] {
-            let err = PgConn::from_url(&Secret::new(url)).expect_err(url).to_string();
+        for url in [
+            "mysql://u:canary@h/db",
+            "postgres://:canary@h/db",
+            "not a url canary",
+        ] {
+            let err = PgConn::from_url(&Secret::new(url))
+                .expect_err(url)
+                .to_string();
             assert!(!err.contains("canary"), "{err}");
         }
     }
 
     #[test]
     fn password_never_on_the_command_line() {
-        let conn = PgConn::from_url(&Secret::new("postgres://u:canary-pw@127.0.0.1:55432/app")).expect("valid");
+        let conn = PgConn::from_url(&Secret::new("postgres://u:canary-pw@127.0.0.1:55432/app"))
+            .expect("valid");
         let site = DumpSite::container("pg-1");
         let cmd = site.command(&conn, "pg_dump", &["-Fc"], false);
         let args = args_of(&cmd);
@@ -360,8 +395,19 @@ mod tests {
         let cmd = site.command(&conn, "pg_restore", &["--list"], true);
         let args = args_of(&cmd);
         assert!(args.iter().all(|a| !a.contains("canary")), "{args:?}");
-        for expected in ["run", "--rm", "-i", "--network", "host", "--entrypoint", "pg_restore"] {
-            assert!(args.iter().any(|a| a == expected), "{expected} missing in {args:?}");
+        for expected in [
+            "run",
+            "--rm",
+            "-i",
+            "--network",
+            "host",
+            "--entrypoint",
+            "pg_restore",
+        ] {
+            assert!(
+                args.iter().any(|a| a == expected),
+                "{expected} missing in {args:?}"
+            );
         }
         assert_eq!(env_of(&cmd, "PGPORT").as_deref(), Some("55432"));
     }

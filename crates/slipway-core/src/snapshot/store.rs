@@ -56,7 +56,12 @@ pub fn list(dir: &Path) -> Result<Vec<SnapshotEntry>, SnapshotError> {
             sidecar_error,
         });
     }
-    out.sort_by(|a, b| b.name.taken_at.cmp(&a.name.taken_at).then_with(|| b.file.cmp(&a.file)));
+    out.sort_by(|a, b| {
+        b.name
+            .taken_at
+            .cmp(&a.name.taken_at)
+            .then_with(|| b.file.cmp(&a.file))
+    });
     Ok(out)
 }
 
@@ -67,7 +72,11 @@ pub fn latest(dir: &Path, database: &str) -> Result<Option<SnapshotEntry>, Snaps
 
 /// Deletes snapshots past `retention` at `now`, never the newest of each
 /// database. Interrupted `.dump.partial` files past retention go too.
-pub fn prune(dir: &Path, now: OffsetDateTime, retention: Duration) -> Result<PruneReport, SnapshotError> {
+pub fn prune(
+    dir: &Path,
+    now: OffsetDateTime,
+    retention: Duration,
+) -> Result<PruneReport, SnapshotError> {
     let entries = list(dir)?;
     let names: Vec<SnapshotName> = entries.iter().map(|e| e.name.clone()).collect();
     let expired = retention::expired(&names, now, retention);
@@ -89,9 +98,11 @@ pub fn prune(dir: &Path, now: OffsetDateTime, retention: Duration) -> Result<Pru
         // A partial younger than retention may belong to a dump in progress.
         if retention::expires_at(name.taken_at, retention) < now {
             remove(&path)?;
-            report
-                .partial_removed
-                .push(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+            report.partial_removed.push(
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
         }
     }
     Ok(report)
@@ -117,7 +128,9 @@ fn scan(dir: &Path, suffix: &str) -> Result<Vec<(SnapshotName, PathBuf)>, Snapsh
         };
         match SnapshotName::parse(&format!("{stem}{DUMP_EXTENSION}")) {
             Ok(name) => out.push((name, entry.path())),
-            Err(e) => tracing::debug!(file = %file_name, error = %e, "not a snapshot name; ignored"),
+            Err(e) => {
+                tracing::debug!(file = %file_name, error = %e, "not a snapshot name; ignored")
+            }
         }
     }
     Ok(out)
@@ -148,7 +161,11 @@ mod tests {
         touch(dir.path(), "app_20250401T000000Z_d.dump.partial");
         touch(dir.path(), "notes.txt");
         touch(dir.path(), "app_20250301T000000Z_c.json");
-        let files: Vec<_> = list(dir.path()).expect("list").into_iter().map(|e| e.file).collect();
+        let files: Vec<_> = list(dir.path())
+            .expect("list")
+            .into_iter()
+            .map(|e| e.file)
+            .collect();
         assert_eq!(
             files,
             vec![
@@ -158,8 +175,15 @@ mod tests {
             ]
         );
         let newest = latest(dir.path(), "app").expect("list").expect("one");
-        assert!(newest.sidecar_error.is_some(), "a sidecar of `x` is broken JSON");
-        assert!(list(&dir.path().join("missing")).expect("missing dir").is_empty());
+        assert!(
+            newest.sidecar_error.is_some(),
+            "a sidecar of `x` is broken JSON"
+        );
+        assert!(
+            list(&dir.path().join("missing"))
+                .expect("missing dir")
+                .is_empty()
+        );
     }
 
     #[test]
@@ -178,7 +202,10 @@ mod tests {
         let report = prune(dir.path(), now, retention::DEFAULT_RETENTION).expect("prune");
         assert_eq!(report.deleted, vec!["app_20250101T000000Z_a.dump"]);
         assert_eq!(report.kept, vec!["app_20250102T000000Z_b.dump"]);
-        assert_eq!(report.partial_removed, vec!["app_20250102T000000Z_b.dump.partial"]);
+        assert_eq!(
+            report.partial_removed,
+            vec!["app_20250102T000000Z_b.dump.partial"]
+        );
         assert!(!dir.path().join("app_20250101T000000Z_a.json").exists());
         assert!(dir.path().join("app_20250102T000000Z_b.dump").exists());
         assert!(dir.path().join("keep.txt").exists());
