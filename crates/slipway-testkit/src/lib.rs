@@ -34,8 +34,8 @@
 //!
 //! # Database settings
 //!
-//! Containers run with `fsync=off`: tests do not survive host crashes anyway,
-//! and it makes them faster. Everything else is stock (`synchronous_commit`
+//! Containers run with `fsync=off` (and `initdb --no-sync`): tests do not
+//! survive host crashes anyway, and it makes them faster. Everything else is stock (`synchronous_commit`
 //! stays on, so killing the container loses no committed transaction). The
 //! data directory is an anonymous volume, removed with the container.
 //!
@@ -267,7 +267,9 @@ impl PgContainer {
                 .args(["--mount", &mount, "--publish", &publish])
                 // `-e NAME` without a value: docker copies it from its own
                 // environment, so the password never shows on a command line.
-                .args(["--env", "POSTGRES_PASSWORD", PG_IMAGE])
+                .args(["--env", "POSTGRES_PASSWORD"])
+                // Like fsync=off below: no fsync during initdb either.
+                .args(["--env", "POSTGRES_INITDB_ARGS=--no-sync", PG_IMAGE])
                 .args(["-c", "fsync=off"])
                 .env("POSTGRES_PASSWORD", &password)
                 .stdin(Stdio::null())

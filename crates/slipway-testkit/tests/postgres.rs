@@ -152,7 +152,11 @@ async fn create_database_and_url_for_db() {
 
 #[test]
 fn drop_removes_the_container_and_debug_hides_the_password() {
+    slipway_testkit::ensure_images().unwrap();
+    let started = std::time::Instant::now();
     let pg = PgContainer::start();
+    // Shown with --nocapture: how long a fresh database takes to be ready.
+    eprintln!("PgContainer::start took {:.1?}", started.elapsed());
     let name = pg.container_name().to_string();
     assert!(name.starts_with("slipway-test-pg-"), "{name}");
     assert!(container_exists(&name));

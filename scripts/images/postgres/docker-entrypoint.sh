@@ -70,6 +70,15 @@ init_database() {
     echo "host all all all $host_auth"
   } >>"$PGDATA/pg_hba.conf"
 
+  local scripts=(/docker-entrypoint-initdb.d/*)
+  [[ -e "${scripts[0]}" ]] || scripts=()
+  if [[ "$db" == postgres && ${#scripts[@]} -eq 0 ]]; then
+    # Nothing to run in a temporary server: skipping its start, checkpoint
+    # and stop makes a fresh (test) database ready a few seconds sooner.
+    log "initialisation complete"
+    return
+  fi
+
   # A temporary server on the unix socket only: clients polling TCP do not
   # see the database before it is fully set up.
   pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -p 5432" -w -s start
@@ -78,7 +87,7 @@ init_database() {
     "${psql[@]}" --dbname postgres --set db="$db" <<<'CREATE DATABASE :"db";'
   fi
   local f
-  for f in /docker-entrypoint-initdb.d/*; do
+  for f in ${scripts[@]+"${scripts[@]}"}; do
     case "$f" in
       *.sql)
         log "running $f"
@@ -88,9 +97,7 @@ init_database() {
         log "running $f"
         if [[ -x "$f" ]]; then "$f"; else bash "$f"; fi
         ;;
-      *)
-        if [[ -e "$f" ]]; then log "ignoring $f"; fi
-        ;;
+      *) log "ignoring $f" ;;
     esac
   done
   pg_ctl -D "$PGDATA" -m fast -w -s stop
