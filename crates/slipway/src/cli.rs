@@ -60,6 +60,12 @@ pub enum Command {
     /// Check and inspect the configuration
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Database migrations (golang-migrate layout): status, up, down, force
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
+    /// Database snapshots (verified pg_dump archives): create, list, restore, prune
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
 }
 
 #[derive(Debug, Args)]
@@ -86,4 +92,119 @@ pub enum ConfigCommand {
 pub struct EnvArg {
     /// Environment name, as under `environments:` in deployment.yml (e.g. development, staging, production)
     pub env: String,
+}
+
+#[derive(Debug, Subcommand)]
+#[command(after_help = "Two forms:\n\
+  slipway migrate up production                          the environment's database, run next to it\n\
+  slipway migrate up --dir migrations --database-url URL  any database this machine reaches (like golang-migrate)\n\
+--database-url may come from the DATABASE_URL environment variable instead; its password is never printed.\n\
+Exit codes: 0 ok; 1 failed (a dirty database prints its recovery steps); 2 bad input; \
+3 confirmation refused or migration lock held; 4 database or engine unreachable.")]
+pub enum MigrateCommand {
+    /// Where the database stands: current version, dirty flag, pending, applied and edited files
+    Status(MigrateTarget),
+    /// Apply pending migrations in order, each in its own transaction
+    Up(MigrateUpArgs),
+    /// Revert the N most recent migrations with their down files (asks for confirmation)
+    Down(MigrateDownArgs),
+    /// Set the version and clear the dirty flag without running anything (asks for confirmation)
+    Force(MigrateForceArgs),
+}
+
+/// Which database and which migration files.
+#[derive(Debug, Args)]
+pub struct MigrateTarget {
+    /// Environment whose database to migrate (omit it and give --dir and --database-url instead)
+    #[arg(value_name = "ENV")]
+    pub env: Option<String>,
+    /// Migrations directory, golang-migrate layout (ad-hoc form; with ENV: instead of database.migrations)
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Database URL for the ad-hoc form, postgres://USER:PASSWORD@HOST:PORT/DB; the password is never printed
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// How long to wait for another runner's migration lock (default: database.migration.lock_wait, or 60s)
+    #[arg(long, value_name = "DURATION")]
+    pub lock_wait: Option<String>,
+    /// PostgreSQL statement_timeout for the migration session (default: none)
+    #[arg(long, value_name = "DURATION")]
+    pub statement_timeout: Option<String>,
+    /// PostgreSQL lock_timeout for the migration session (default: none)
+    #[arg(long, value_name = "DURATION")]
+    pub lock_timeout: Option<String>,
+    /// Release recorded with each applied file (the deploy pipeline passes its release id)
+    #[arg(long, value_name = "RELEASE")]
+    pub release: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateUpArgs {
+    /// Apply at most this many pending migrations
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    #[command(flatten)]
+    pub target: MigrateTarget,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateDownArgs {
+    /// How many of the most recent migrations to revert
+    #[arg(value_name = "N")]
+    pub n: usize,
+    #[command(flatten)]
+    pub target: MigrateTarget,
+    /// Do not ask for confirmation (required when stdin is not a terminal)
+    #[arg(long, short)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateForceArgs {
+    /// The version the schema really is at; -1 for "no version" (golang-migrate's convention)
+    #[arg(id = "forced_version", value_name = "VERSION", allow_negative_numbers = true)]
+    pub version: i64,
+    #[command(flatten)]
+    pub target: MigrateTarget,
+    /// Do not ask for confirmation (required when stdin is not a terminal)
+    #[arg(long, short)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+#[command(after_help = "Snapshots are taken next to the database (pg_dump inside the database container, or a one-off \
+container of database.image for an external database) and streamed to database.snapshots.dir on the machine \
+running slipway (for a remote engine: this machine, not the server).\n\
+Exit codes: 0 ok; 1 failed; 2 bad input; 3 confirmation refused; 4 database or engine unreachable.")]
+pub enum SnapshotCommand {
+    /// Take a verified snapshot now, then delete snapshots past the retention (never the newest)
+    Create(SnapshotCreateArgs),
+    /// The snapshots in database.snapshots.dir, newest first
+    List(EnvArg),
+    /// Restore a snapshot into the environment's database, in one transaction (asks for confirmation)
+    Restore(SnapshotRestoreArgs),
+    /// Delete snapshots past the retention (database.snapshots.retention_days), never the newest
+    Prune(EnvArg),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotCreateArgs {
+    /// Environment name (e.g. production)
+    pub env: String,
+    /// Why the snapshot is taken (recorded in its sidecar)
+    #[arg(long, default_value = "manual")]
+    pub reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotRestoreArgs {
+    /// Environment name (e.g. production)
+    #[arg(value_name = "ENV")]
+    pub env: String,
+    /// Snapshot file name from `slipway snapshot list` (or a path, or `latest`); the two may come in either order
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshot: String,
+    /// Do not ask for confirmation (required when stdin is not a terminal)
+    #[arg(long, short)]
+    pub yes: bool,
 }

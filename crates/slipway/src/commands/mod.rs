@@ -3,6 +3,8 @@
 
 mod config;
 mod init;
+mod migrate;
+mod snapshot;
 
 use std::path::PathBuf;
 
@@ -16,6 +18,8 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<(), CliError> {
     match cli.command {
         Command::Init(args) => init::run(&args, printer),
         Command::Config(cmd) => config::run(&cmd, &cli.global, printer),
+        Command::Migrate(cmd) => migrate::run(&cmd, &cli.global, printer),
+        Command::Snapshot(cmd) => snapshot::run(&cmd, &cli.global, printer),
     }
 }
 

@@ -22,9 +22,7 @@ use crate::providers::docker::{Engine, EngineError};
 
 pub use migrate::{MigrateAction, migrate};
 pub use progress::with_progress;
-pub use snapshot::{
-    SnapshotSite, database_has_schema, snapshot_create, snapshot_restore, snapshot_site,
-};
+pub use snapshot::{database_has_schema, snapshot_create, snapshot_restore};
 pub use tools_image::ensure_tools_image;
 
 /// The port PostgreSQL listens on inside the database container.

@@ -24,10 +24,33 @@ const PROGRESS_TARGETS: &[&str] = &[
 ];
 
 /// Runs `fut` with its progress messages sent to `sink`.
-pub async fn with_progress<F: Future>(sink: ProgressSink, fut: F) -> F::Output {
+pub async fn with_progress_sink<F: Future>(sink: ProgressSink, fut: F) -> F::Output {
     let subscriber =
         tracing_subscriber::registry().with(ProgressLayer { sink }.with_filter(LevelFilter::INFO));
     fut.with_subscriber(subscriber).await
+}
+
+/// Runs `fut`, handing each progress message to `note` as it arrives (on
+/// this task, so `note` may borrow, e.g. the command's `Printer`).
+pub async fn with_progress<F: Future>(note: &dyn Fn(&str), fut: F) -> F::Output {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let sink: ProgressSink = Arc::new(move |line: &str| {
+        // The receiver lives until the work is done; a late line is dropped.
+        let _ = tx.send(line.to_string());
+    });
+    let work = with_progress_sink(sink, fut);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => {
+                while let Ok(line) = rx.try_recv() {
+                    note(&line);
+                }
+                return out;
+            }
+            Some(line) = rx.recv() => note(&line),
+        }
+    }
 }
 
 struct ProgressLayer {
@@ -89,7 +112,7 @@ mod tests {
         let sink: ProgressSink = Arc::new(move |l: &str| {
             seen.lock().expect("lock").push(l.to_string());
         });
-        with_progress(sink, async {
+        with_progress_sink(sink, async {
             tracing::info!(target: "slipway_core::migrate::runner", file = "x", "applied {} in {}", "0001_a.up.sql", "3ms");
             tracing::info!(target: "tokio_postgres", "connection noise");
             tracing::debug!(target: "slipway_core::migrate", "debug detail");
@@ -101,5 +124,19 @@ mod tests {
             lines,
             vec!["applied 0001_a.up.sql in 3ms", "warning: careful"]
         );
+    }
+
+    #[tokio::test]
+    async fn notes_arrive_in_order_through_a_borrowing_closure() {
+        let seen = std::cell::RefCell::new(Vec::<String>::new());
+        let out = with_progress(&|l: &str| seen.borrow_mut().push(l.to_string()), async {
+            tracing::info!(target: "slipway::tasks", "one");
+            tokio::task::yield_now().await;
+            tracing::info!(target: "slipway::tasks", "two");
+            7
+        })
+        .await;
+        assert_eq!(out, 7);
+        assert_eq!(seen.into_inner(), vec!["one", "two"]);
     }
 }
