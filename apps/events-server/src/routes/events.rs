@@ -65,6 +65,24 @@ struct HitBody {
     score: Option<f64>,
 }
 
+#[derive(Debug, Serialize)]
+pub struct HitsBody {
+    events: Vec<HitBody>,
+}
+
+#[derive(Debug, Serialize)]
+struct NeighbourBody {
+    #[serde(flatten)]
+    event: EventBody,
+    distance: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SimilarBody {
+    id: i64,
+    events: Vec<NeighbourBody>,
+}
+
 #[derive(Debug, Deserialize)]
 pub struct SearchParams {
     near: Option<String>,
@@ -120,7 +138,7 @@ pub async fn get(
 pub async fn search(
     State(state): State<AppState>,
     params: Result<Query<SearchParams>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<HitsBody>, ApiError> {
     let Query(params) = params.map_err(|r| ApiError::BadRequest(r.body_text()))?;
     let search = validate_search(params)?;
     let hits = db::search(&state.pool, &search).await?;
@@ -132,14 +150,14 @@ pub async fn search(
             score: h.score,
         })
         .collect();
-    Ok(Json(serde_json::json!({ "events": events })))
+    Ok(Json(HitsBody { events }))
 }
 
 pub async fn similar(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
     params: Result<Query<SimilarParams>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<SimilarBody>, ApiError> {
     let id = event_id(id)?;
     let Query(params) = params.map_err(|r| ApiError::BadRequest(r.body_text()))?;
     let limit = validate_limit(params.limit, 5)?;
@@ -148,18 +166,16 @@ pub async fn similar(
         Similar::NoEmbedding => Err(ApiError::Unprocessable(format!(
             "event {id} has no embedding"
         ))),
-        Similar::Found(found) => {
-            let events: Vec<serde_json::Value> = found
+        Similar::Found(found) => Ok(Json(SimilarBody {
+            id,
+            events: found
                 .into_iter()
-                .map(|(event, distance)| {
-                    let mut value = serde_json::to_value(EventBody::from(event))
-                        .unwrap_or(serde_json::Value::Null);
-                    value["distance"] = serde_json::json!(distance);
-                    value
+                .map(|(event, distance)| NeighbourBody {
+                    event: event.into(),
+                    distance,
                 })
-                .collect();
-            Ok(Json(serde_json::json!({ "id": id, "events": events })))
-        }
+                .collect(),
+        })),
     }
 }
 

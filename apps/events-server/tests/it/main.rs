@@ -11,4 +11,5 @@ mod health;
 mod metrics;
 mod schema;
 mod search;
+mod shutdown;
 mod support;

@@ -109,6 +109,11 @@ impl TestServer {
         }
     }
 
+    /// Whether `serve` has not returned yet.
+    pub fn is_running(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     /// Waits for `serve` to return, at most `deadline`.
     pub async fn finished_within(&mut self, deadline: Duration) -> Result<(), RunError> {
         let task = self.task.take().expect("server task not yet awaited");
