@@ -178,8 +178,9 @@ image_hash() {
 # delete). docker refuses while containers or child images still use it, fine.
 prune_replaced() {
   local old_id=$1 tag=$2
-  [[ -n "$old_id" && "$old_id" != "$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null)" ]] &&
+  if [[ -n "$old_id" && "$old_id" != "$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null)" ]]; then
     docker rmi "$old_id" >/dev/null 2>&1 || true
+  fi
 }
 
 # Builds (or reuses) the cached rootfs tarball; prints its path on stdout.
@@ -325,7 +326,21 @@ verify_postgres() {
 }
 
 t_all=$(now)
+# On a cold run both rootfs builds are mostly waiting on the network and on
+# dpkg; start the postgres one in the background while the base one runs.
+pg_prefetch=
+if [[ ($force == 1 || "$(image_hash slipway-postgres:17)" != "$pg_image_hash") &&
+  -z "$(docker image ls -q "slipway-postgres-rootfs:$pg_rootfs_hash")" &&
+  ! -s "$cache/postgres-17-$pg_rootfs_hash.tar" ]]; then
+  log "building the postgres-17 rootfs in the background..."
+  rootfs_tarball postgres-17 "$pg_rootfs_hash" "$pg_suite" "$pg_variant" "$pg_packages" \
+    no_main_cluster slim_postgres_rootfs ${pg_extra[@]+"${pg_extra[@]}"} >/dev/null &
+  pg_prefetch=$!
+fi
 build_base
+if [[ -n "$pg_prefetch" ]]; then
+  wait "$pg_prefetch" || die "building the postgres-17 rootfs failed (messages above)"
+fi
 build_postgres
 log "images ready in $(($(now) - t_all)) s"
 if [[ $verify == 1 ]]; then

@@ -41,14 +41,15 @@
 //!
 //! # Leftovers
 //!
-//! Containers are removed on `Drop`, including when a test panics. A test
-//! process killed outright leaves them behind; every resource this crate
+//! Containers are removed on `Drop`, including when a test panics (with the
+//! default `panic = "unwind"`). Statics are never dropped, so a
+//! `PgContainer` kept in a `static`/`OnceLock` outlives the test process; so
+//! does one whose process is killed outright (e.g. a CI timeout); every resource this crate
 //! creates carries the label `slipway.test=1` (use [`TEST_LABEL`] for your own),
 //! so a cleanup can find them:
 //!
 //! ```sh
-//! docker ps -aq --filter label=slipway.test=1 | xargs -r docker rm -f -v
-//! docker volume ls -q --filter label=slipway.test=1 | xargs -r docker volume rm
+//! scripts/images/cleanup-test-leftovers.sh   # containers, volumes, networks
 //! ```
 //!
 //! The random password is never printed by this crate (not in panics, logs or
