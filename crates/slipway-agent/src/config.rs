@@ -78,7 +78,8 @@ pub struct ServeArgs {
     /// Format of the agent's own log lines (stderr).
     #[arg(long, env = "SLIPWAY_AGENT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Tokio worker threads (default: one per core).
+    /// Proxy threads, each with its own listener and upstream pool
+    /// (default: one per core).
     #[arg(long, env = "SLIPWAY_AGENT_WORKERS")]
     pub workers: Option<usize>,
 }

@@ -85,11 +85,11 @@ pub fn main() -> ExitCode {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(args.log_format);
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.workers {
-        runtime.worker_threads(n.max(1));
-    }
-    runtime
+    // The control runtime runs the admin socket, metrics, drains and
+    // signals; traffic runs on the proxy threads (see `run`).
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("slipway-control")
         .enable_all()
         .build()
         .context("cannot start the runtime")?
@@ -140,48 +140,103 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         AccessLogMode::Off => None,
     };
 
-    let public = proxy::bind_reuseport(args.listen)
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    // One SO_REUSEPORT listener per proxy thread: the kernel spreads
+    // connections over them, as over nginx's workers.
+    let first = proxy::bind_reuseport(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let bound = first.local_addr().context("listener address")?;
+    let mut listeners = vec![first];
+    for _ in 1..workers {
+        listeners.push(
+            proxy::bind_reuseport(bound).with_context(|| format!("cannot listen on {bound}"))?,
+        );
+    }
     let internal = tokio::net::TcpListener::bind(args.metrics_listen)
         .await
         .with_context(|| format!("cannot listen on {} (metrics)", args.metrics_listen))?;
     let admin_socket = admin::socket::bind(&args.socket)
         .with_context(|| format!("cannot create the admin socket `{}`", args.socket.display()))?;
-    tracing::info!(listen = %args.listen, metrics = %args.metrics_listen,
+    tracing::info!(listen = %bound, workers, metrics = %args.metrics_listen,
         socket = %args.socket.display(), state = %agent.ledger.store.path().display(),
         version = VERSION, "agent ready");
 
     tokio::spawn(internal::serve(internal, Arc::clone(&agent)));
     tokio::spawn(admin::socket::serve(admin_socket, Arc::clone(&agent)));
 
-    let proxy = Arc::new(proxy::Proxy {
-        router,
-        client: proxy::forward::upstream_client(
-            args.pool_idle_per_host,
-            Duration::from_millis(args.idle_timeout_ms),
-        ),
-        forward: proxy::forward::ForwardConfig {
-            max_body: args.max_body_bytes,
-            upstream_timeout: Duration::from_millis(args.upstream_timeout_ms),
-            forwarded_proto,
-        },
-        release_header,
-        access_log: access_log.clone(),
-        unrouted: metrics.app(""),
-    });
     let stop = CancellationToken::new();
     tokio::spawn(stop_on_signal(stop.clone()));
-    let serve_cfg = proxy::ServeConfig {
-        idle_timeout: Duration::from_millis(args.idle_timeout_ms),
-        shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
-    };
-    proxy::serve(public, proxy, serve_cfg, stop).await;
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(workers);
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let proxy = proxy::Proxy {
+            router: Arc::clone(&router),
+            client: proxy::forward::upstream_client(
+                args.pool_idle_per_host,
+                Duration::from_millis(args.idle_timeout_ms),
+            ),
+            forward: proxy::forward::ForwardConfig {
+                max_body: args.max_body_bytes,
+                upstream_timeout: Duration::from_millis(args.upstream_timeout_ms),
+                forwarded_proto: forwarded_proto.clone(),
+            },
+            release_header: release_header.clone(),
+            access_log: access_log.clone(),
+            unrouted: metrics.app(""),
+        };
+        let serve_cfg = proxy::ServeConfig {
+            idle_timeout: Duration::from_millis(args.idle_timeout_ms),
+            shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
+        };
+        let (stop, done) = (stop.clone(), done_tx.clone());
+        std::thread::Builder::new()
+            .name(format!("slipway-proxy-{i}"))
+            .spawn(move || proxy_thread(listener, proxy, serve_cfg, stop, done))
+            .context("cannot start a proxy thread")?;
+    }
+    drop(done_tx);
+    // Every proxy thread has stopped (or failed) when the channel closes.
+    while done_rx.recv().await.is_some() {}
     if let Some(log) = access_log {
         log.flush();
     }
     let _ = std::fs::remove_file(&args.socket);
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// A thread-per-core proxy worker: its own current-thread runtime, listener
+/// and upstream pool, so a request never hops between threads.
+fn proxy_thread(
+    listener: std::net::TcpListener,
+    proxy: proxy::Proxy,
+    cfg: proxy::ServeConfig,
+    stop: CancellationToken,
+    done: tokio::sync::mpsc::Sender<()>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a proxy runtime");
+            stop.cancel();
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => proxy::serve(listener, Arc::new(proxy), cfg, stop).await,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot register the listener");
+                stop.cancel();
+            }
+        }
+    });
+    drop(done);
 }
 
 async fn stop_on_signal(stop: CancellationToken) {

@@ -44,7 +44,7 @@ pub struct Proxy {
 /// Bind with `SO_REUSEADDR` + `SO_REUSEPORT`: two agents (old and new, during
 /// an upgrade) can then listen on one port and the kernel spreads new
 /// connections between them until the old one closes its listener.
-pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -53,7 +53,7 @@ pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// Connection-level settings.
