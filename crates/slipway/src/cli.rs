@@ -60,12 +60,98 @@ pub enum Command {
     /// Check and inspect the configuration
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Build, migrate (after a snapshot), start beside the old release, switch when healthy, watch
+    Deploy(DeployArgs),
+    /// Switch back to the previous release (or --to a kept one)
+    Rollback(RollbackArgs),
+    /// Current and previous release, slot, health, lock (--json: the deployment-state shape)
+    Status(EnvArg),
+    /// Deployments of an environment, newest first
+    History(HistoryArgs),
+    /// Logs of the running release (--app) or of the agent's access log
+    Logs(LogsArgs),
+    /// The deploy lock
+    #[command(subcommand)]
+    Lock(LockCommand),
     /// Database migrations (golang-migrate layout): status, up, down, force
     #[command(subcommand)]
     Migrate(MigrateCommand),
     /// Database snapshots (verified pg_dump archives): create, list, restore, prune
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Steps: preflight, provision + lock, build, database, snapshot, migrate, start, switch, watch, retire.\n\
+On failure, what the deploy did is undone and traffic stays on (or returns to) the previous release.\n\
+Exit codes: 0 deployed; 1 failed (see the step and hint); 2 bad configuration; 3 lock held; 4 engine unreachable.")]
+pub struct DeployArgs {
+    /// Environment name (e.g. production)
+    pub env: String,
+    /// Git branch, tag or commit to deploy (default: the checked-out commit, with uncommitted changes)
+    #[arg(long = "ref", value_name = "REF")]
+    pub git_ref: Option<String>,
+    /// Print the plan and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not snapshot or migrate the database
+    #[arg(long)]
+    pub skip_migrations: bool,
+    /// Answer yes to confirmations
+    #[arg(long, short)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    pub env: String,
+    /// Release id to return to (default: the previous release); see `slipway history`
+    #[arg(long, value_name = "RELEASE")]
+    pub to: Option<String>,
+    /// Roll back even when the database holds newer migrations than the release expects
+    #[arg(long, short)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    pub env: String,
+    /// How many deployments to show
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    pub env: String,
+    /// The running release's own output (default)
+    #[arg(long, conflicts_with = "deploy")]
+    pub app: bool,
+    /// The agent's access log and events
+    #[arg(long, conflicts_with_all = ["app", "deploy"])]
+    pub agent: bool,
+    /// The logs of the container a given deployment started (id from `slipway history`)
+    #[arg(long, value_name = "DEPLOYMENT_ID")]
+    pub deploy: Option<String>,
+    /// Keep printing new lines
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Lines from the end to start with
+    #[arg(long, default_value = "200")]
+    pub tail: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockCommand {
+    /// Who holds the deploy lock, since when, from where
+    Status(EnvArg),
+    /// Release the lock (only yours, or anyone's with --force)
+    Release {
+        env: String,
+        /// Release a lock another deploy holds (when you know it is dead)
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]

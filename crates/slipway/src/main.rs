@@ -5,6 +5,9 @@ mod cli;
 mod commands;
 mod exit;
 mod output;
+mod pipeline;
+mod providers;
+mod tasks;
 
 use clap::Parser;
 

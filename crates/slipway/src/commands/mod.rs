@@ -2,9 +2,15 @@
 //! command gets its configuration (discovery, process environment, `--set`).
 
 mod config;
+mod deploy;
+mod history;
 mod init;
+mod lock;
+mod logs;
 mod migrate;
+mod rollback;
 mod snapshot;
+mod status;
 
 use std::path::PathBuf;
 
@@ -18,6 +24,12 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<(), CliError> {
     match cli.command {
         Command::Init(args) => init::run(&args, printer),
         Command::Config(cmd) => config::run(&cmd, &cli.global, printer),
+        Command::Deploy(args) => deploy::run(&args, &cli.global, printer),
+        Command::Rollback(args) => rollback::run(&args, &cli.global, printer),
+        Command::Status(args) => status::run(&args.env, &cli.global, printer),
+        Command::History(args) => history::run(&args, &cli.global, printer),
+        Command::Logs(args) => logs::run(&args, &cli.global, printer),
+        Command::Lock(cmd) => lock::run(&cmd, &cli.global, printer),
         Command::Migrate(cmd) => migrate::run(&cmd, &cli.global, printer),
         Command::Snapshot(cmd) => snapshot::run(&cmd, &cli.global, printer),
     }
@@ -68,4 +80,25 @@ pub fn load_config(
             .hint("fix the problems above (each names file:line:column), then run `slipway config validate` again"))
         }
     }
+}
+
+/// Runs an async command body on a fresh runtime.
+pub fn block_on<T>(future: impl std::future::Future<Output = Result<T, CliError>>) -> Result<T, CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(crate::exit::Exit::Failed, format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(future)
+}
+
+/// Loads the configuration and connects to the environment's engine.
+pub async fn connect(global: &GlobalArgs, env: &str, printer: &Printer) -> Result<crate::pipeline::context::Target, CliError> {
+    let config = load_config(global, env, printer)?;
+    crate::pipeline::context::Target::connect(config).await.map_err(|e| step_error(crate::exit::Exit::Unavailable, e))
+}
+
+pub fn step_error(exit: crate::exit::Exit, e: crate::pipeline::context::StepError) -> CliError {
+    let mut err = CliError::new(exit, e.message);
+    err.hint = e.hint;
+    err
 }

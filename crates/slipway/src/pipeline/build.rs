@@ -1,0 +1,101 @@
+//! Building the release image `<app>:<release>` with version labels. The
+//! optional host build command runs first (e.g. compiling a binary into the
+//! context). An image already built for the same release is reused, which
+//! is what makes a warm redeploy fast.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+
+use super::context::{StepError, Target};
+use super::progress::Progress;
+use super::release::Release;
+use crate::providers::docker::names::{LABEL_APP, LABEL_RELEASE};
+
+pub const LABEL_COMMIT: &str = "org.opencontainers.image.revision";
+pub const LABEL_VERSION: &str = "org.opencontainers.image.version";
+pub const LABEL_CREATED: &str = "org.opencontainers.image.created";
+pub const LABEL_REF: &str = "slipway.ref";
+pub const LABEL_DEPLOYER: &str = "slipway.deployer";
+
+/// Returns whether an image was built (false: reused).
+pub async fn image(t: &Target, release: &Release, progress: &Progress<'_>) -> Result<bool, StepError> {
+    let tag = t.names.image(&release.id);
+    if let Some(labels) = t.engine.image_labels(&tag).await
+        && labels.get(LABEL_RELEASE) == Some(&release.id)
+    {
+        progress.note(&format!("image {tag} already built; reusing it"));
+        return Ok(false);
+    }
+    let build = &t.config.settings.app.build;
+    let env_vars = [
+        ("SLIPWAY_RELEASE", release.id.clone()),
+        ("SLIPWAY_GIT_COMMIT", release.commit.clone()),
+        ("SLIPWAY_VERSION", release.version.clone()),
+        ("SLIPWAY_BUILD_DATE", release.build_date.clone()),
+        ("SLIPWAY_REPO_ROOT", t.config.root.display().to_string()),
+    ];
+    if let Some(command) = &build.command {
+        progress.note(&format!("running the build command: {command}"));
+        let out = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .current_dir(&release.source_root)
+            .envs(env_vars.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| StepError::new(format!("cannot run the build command: {e}")))?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
+            return Err(StepError::new(format!(
+                "the build command failed ({}):\n{}",
+                out.status,
+                tail.join("\n")
+            ))
+            .hint("fix the build (run the command by hand from the repository root to see all output); nothing was changed on the target"));
+        }
+    }
+    let context = release.source_root.join(&build.context);
+    if !context.is_dir() {
+        return Err(StepError::new(format!("the build context {} does not exist", context.display()))
+            .hint("check app.build.context (and that app.build.command creates it)"));
+    }
+    // The Dockerfile path is relative to the repository root; the engine
+    // wants it relative to the context.
+    let dockerfile_abs = release.source_root.join(&build.dockerfile);
+    let dockerfile = match dockerfile_abs.strip_prefix(&context) {
+        Ok(rel) => rel.display().to_string(),
+        Err(_) => {
+            // Outside the context: copy it in under a reserved name.
+            let target = context.join(".slipway.Dockerfile");
+            fs_err::copy(&dockerfile_abs, &target)
+                .map_err(|e| StepError::new(format!("cannot read the Dockerfile: {e}")))?;
+            ".slipway.Dockerfile".to_string()
+        }
+    };
+    let mut labels: HashMap<String, String> = HashMap::from([
+        (LABEL_APP.into(), t.names.app.clone()),
+        (LABEL_RELEASE.into(), release.id.clone()),
+        (LABEL_COMMIT.into(), release.commit.clone()),
+        (LABEL_VERSION.into(), release.version.clone()),
+        (LABEL_CREATED.into(), release.build_date.clone()),
+        (LABEL_REF.into(), release.git_ref.clone()),
+        (LABEL_DEPLOYER.into(), release.deployer.clone()),
+    ]);
+    labels.insert("slipway.managed".into(), "true".into());
+    let mut args: HashMap<String, String> = build.args.clone().into_iter().collect();
+    for (k, v) in &env_vars {
+        args.entry(k.trim_start_matches("SLIPWAY_").to_string()).or_insert_with(|| v.clone());
+    }
+    let tags = vec![tag.clone()];
+    let printer = progress.printer();
+    t.engine
+        .build_image(&context, &dockerfile, &tags, labels, args, |line| {
+            tracing::info!(target: "build", "{line}");
+            let _ = printer;
+        })
+        .await
+        .map_err(|e| StepError::new(e.to_string()).hint("fix the Dockerfile or context; nothing was changed on the target"))?;
+    Ok(true)
+}

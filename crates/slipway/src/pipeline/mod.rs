@@ -1,0 +1,334 @@
+//! The deploy pipeline of DESIGN.md, in order. This file only calls the
+//! steps; each lives in its own module. On failure, what this deploy did is
+//! undone in reverse and traffic stays on (or returns to) the old release.
+//!
+//!  1. plan (pure; `--dry-run` stops here)      7. migrate (one-off task next to the db)
+//!  2. preflight: engine, git ref, repair       8. start the idle slot
+//!  3. provision network, agent; take the lock  9. (pre-switch hooks: not yet)
+//!  4. build `<app>:<release>`                  10. switch through the agent + confirm
+//!  5. provision the database (+ extensions)    11. watch; switch back on failure
+//!  6. snapshot the database                    12. retire old slot, prune, record, unlock
+
+pub mod build;
+pub mod context;
+pub mod http_probe;
+pub mod lock;
+pub mod progress;
+pub mod provision;
+pub mod record;
+pub mod recover;
+pub mod release;
+pub mod retire;
+pub mod rollback;
+pub mod slot;
+pub mod watch;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use slipway_core::admin::{AdminRequest, RollbackArgs};
+
+use context::{StepError, Target};
+use progress::{Progress, StepRecord};
+use release::Release;
+
+use crate::providers::docker::names::Slot;
+use crate::tasks::{self, MigrateAction, TaskContext};
+
+#[derive(Clone, Debug, Default)]
+pub struct DeployOptions {
+    pub git_ref: Option<String>,
+    pub skip_migrations: bool,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct DeployReport {
+    pub deployment_id: String,
+    pub environment: String,
+    pub release: Release,
+    pub image: String,
+    pub slot: String,
+    pub previous_release: Option<String>,
+    pub url: String,
+    pub snapshot: Option<String>,
+    pub migrations: serde_json::Value,
+    pub steps: Vec<StepRecord>,
+    pub total_ms: u64,
+    /// Milliseconds from the command's start to the moment the agent switched.
+    pub switched_after_ms: Option<u64>,
+}
+
+/// A failed deploy: which step, why, what to do; traffic state included.
+#[derive(Debug)]
+pub struct DeployFailure {
+    pub step: String,
+    pub error: StepError,
+    pub rolled_back: bool,
+    pub steps: Vec<StepRecord>,
+}
+
+pub async fn deploy(t: &Target, opts: &DeployOptions, progress: &mut Progress<'_>) -> Result<DeployReport, DeployFailure> {
+    let deployment_id = record::new_deployment_id();
+    let mut state = Run { id: deployment_id.clone(), ..Run::default() };
+    let result = run(t, opts, progress, &mut state).await;
+    let failure = match result {
+        Ok(report) => return Ok(report),
+        Err(f) => f,
+    };
+    // Undo, in reverse.
+    let mut rolled_back = false;
+    if state.switched {
+        if let Some(old) = state.stopped_old_slot {
+            // exclusive_jobs stopped it at the switch; it must answer again.
+            let _ = t.engine.start(&t.names.slot(old)).await;
+        }
+        if state.previous.is_some() {
+            let drain = t.config.settings.deployment.drain_timeout.0.as_millis() as u64;
+            let started = Instant::now();
+            let back = t
+                .agent_call(AdminRequest::Rollback(RollbackArgs { app: t.names.route(), drain_timeout_ms: drain }))
+                .await;
+            rolled_back = back.is_ok();
+            progress.done(
+                "switch back",
+                started,
+                rolled_back,
+                match &back {
+                    Ok(_) => format!("traffic is back on {}", state.previous.clone().unwrap_or_default()),
+                    Err(e) => format!("FAILED: {e}"),
+                },
+            );
+        }
+    }
+    if let Some(slot) = state.started_slot
+        && (!state.switched || rolled_back)
+    {
+        let _ = t.engine.remove(&t.names.slot(slot)).await;
+        progress.note(&format!("removed the new release's container {}", t.names.slot(slot)));
+    }
+    if let Some(release) = &state.release {
+        let mut extra = BTreeMap::new();
+        if let Some(s) = &state.snapshot {
+            extra.insert("snapshot".into(), json!(s));
+        }
+        let deployment = record::deployment(
+            &state.id,
+            release,
+            record::Outcome {
+                status: if rolled_back { "rolled_back" } else { "failed" },
+                health: "unhealthy",
+                slot: state.started_slot.map(|s| s.to_string()),
+                migrations_run: state.migrations_run,
+                error: Some(format!("{}: {}", failure.0, failure.1.message)),
+                duration_ms: Some(progress.elapsed().as_millis() as u64),
+                extra,
+            },
+        );
+        let _ = record::record(t, deployment).await;
+        release.cleanup(&t.config.root);
+    }
+    if let Some(lock_id) = &state.lock_id {
+        let _ = lock::release(t, lock_id).await;
+    }
+    if let Some(h) = state.heartbeat.take() {
+        h.abort();
+    }
+    Err(DeployFailure { step: failure.0, error: failure.1, rolled_back, steps: progress.steps.clone() })
+}
+
+/// What this deploy has done so far (for the undo).
+#[derive(Default)]
+struct Run {
+    id: String,
+    release: Option<Release>,
+    lock_id: Option<String>,
+    heartbeat: Option<tokio::task::JoinHandle<()>>,
+    started_slot: Option<Slot>,
+    switched: bool,
+    stopped_old_slot: Option<Slot>,
+    previous: Option<String>,
+    snapshot: Option<String>,
+    migrations_run: Option<u32>,
+}
+
+type Failed = (String, StepError);
+
+fn at(step: &str) -> impl FnOnce(StepError) -> Failed + '_ {
+    move |e| (step.to_string(), e)
+}
+
+async fn run(t: &Target, opts: &DeployOptions, progress: &mut Progress<'_>, state: &mut Run) -> Result<DeployReport, Failed> {
+    let command_started = Instant::now();
+
+    // 2. preflight: the git ref, and repair of an interrupted earlier run.
+    let s = Instant::now();
+    let release = release::resolve(&t.config.root, opts.git_ref.as_deref())
+        .map_err(|e| ("preflight".to_string(), StepError::new(e.message).hint(e.hint)))?;
+    state.release = Some(release.clone());
+    for note in recover::recover(t).await.map_err(at("preflight"))? {
+        progress.note(&note);
+    }
+    progress.done("preflight", s, true, format!("engine {} (API {}), release {} ({})", t.engine.server_version, t.engine.api_version, release.id, release.version));
+
+    // 3. network + agent, then the lock.
+    let s = Instant::now();
+    let tools_image = tasks::ensure_tools_image(&t.engine, &|l: &str| tracing::info!("{l}")).await.map_err(|e| ("provision".to_string(), e.into()))?;
+    provision::network(t).await.map_err(at("provision"))?;
+    provision::agent(t, &tools_image).await.map_err(at("provision"))?;
+    let held = lock::acquire(t, &state.id).await.map_err(at("lock"))?;
+    if let Some(w) = &held.warning {
+        progress.note(w);
+    }
+    state.lock_id = Some(held.lock.lock_id.clone());
+    state.heartbeat = Some(lock::heartbeat(t, &held.lock.lock_id, Duration::from_secs(60)));
+    let ledger = t.ledger().await;
+    let active = Target::active_slot(ledger.as_ref());
+    state.previous = ledger.as_ref().and_then(|l| l.route.as_ref()?.active.as_ref().map(|a| a.release.clone()));
+    let idle = active.map_or(Slot::Blue, Slot::other);
+    record::record(t, record::deployment(&state.id, &release, record::Outcome {
+        status: "in_progress", health: "unknown", slot: Some(idle.to_string()), migrations_run: None, error: None, duration_ms: None, extra: BTreeMap::new(),
+    }))
+    .await
+    .map_err(at("lock"))?;
+    progress.done("lock", s, true, format!("held as {} ({})", held.lock.locked_by, held.lock.lock_id));
+
+    // 4. build.
+    let s = Instant::now();
+    let built = build::image(t, &release, progress).await.map_err(at("build"))?;
+    let image = t.names.image(&release.id);
+    progress.done("build", s, true, format!("{image}{}", if built { "" } else { " (cached)" }));
+
+    // 5. database.
+    let s = Instant::now();
+    let created = provision::database(t).await.map_err(at("database"))?;
+    progress.done("database", s, true, if created.is_empty() { "ready, extensions checked".to_string() } else { format!("created {}", created.join(", ")) });
+
+    // 6. snapshot (only when there is a schema to protect).
+    let ctx = TaskContext { engine: &t.engine, names: &t.names, config: &t.config };
+    let mut snapshot = None;
+    if !opts.skip_migrations {
+        let s = Instant::now();
+        if tasks::database_has_schema(&ctx).await.map_err(|e| ("snapshot".to_string(), e.into()))? {
+            let snap = tasks::snapshot_create(&ctx, "pre-migrate", &release.id, &release.commit)
+                .await
+                .map_err(|e| ("snapshot".to_string(), e.into()))?;
+            let path = snap.path.display().to_string();
+            progress.done("snapshot", s, true, path.clone());
+            snapshot = Some(path);
+            state.snapshot = snapshot.clone();
+        } else {
+            progress.done("snapshot", s, true, "skipped: the database has no schema yet");
+        }
+    }
+
+    // 7. migrate, with the new release's migrations, next to the database.
+    let mut migrations = json!(null);
+    if !opts.skip_migrations {
+        let s = Instant::now();
+        let dir = release.source_root.join(&t.config.settings.database.migrations);
+        let report = tasks::migrate(&ctx, &tools_image, &dir, MigrateAction::Up { limit: None }, Some(&release.id)).await;
+        match report {
+            Ok(r) => {
+                let applied = r.get("applied").and_then(|a| a.as_array()).map_or(0, |a| a.len());
+                state.migrations_run = Some(applied as u32);
+                progress.done("migrate", s, true, format!("{applied} applied, now at version {}", r.get("to").map(|v| v.to_string()).unwrap_or_default()));
+                migrations = r;
+            }
+            Err(e) => {
+                let mut err: StepError = e.into();
+                if let Some(path) = &snapshot {
+                    let name = std::path::Path::new(path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    err = err.hint(format!(
+                        "traffic stays on the current release. The database was snapshotted before migrating: {path}\n  restore it with: slipway snapshot restore {} {name} --yes",
+                        t.config.environment
+                    ));
+                }
+                return Err(("migrate".to_string(), err));
+            }
+        }
+    }
+
+    // 8. start the idle slot.
+    let s = Instant::now();
+    slot::start(t, idle, &release.id, &state.id).await.map_err(at("start"))?;
+    state.started_slot = Some(idle);
+    progress.done("start", s, true, format!("{} from {image}", t.names.slot(idle)));
+
+    // 10. switch through the agent (it health-checks the slot first), then confirm.
+    let client = http_probe::client();
+    let baseline = watch::baseline(t, &client).await;
+    let s = Instant::now();
+    let report = slot::switch_when_healthy(t, idle, &release.id).await.map_err(at("switch"))?;
+    state.switched = true;
+    let switched_after = command_started.elapsed();
+    watch::confirm(t, &client, &release.id).await.map_err(at("switch"))?;
+    progress.done("switch", s, true, format!("{} → {} after {} health checks", report.previous_release.as_deref().unwrap_or("(none)"), release.id, report.health_attempts));
+
+    // Services whose background jobs must not run twice: stop the old slot now.
+    if t.config.settings.app.exclusive_jobs
+        && let Some(old) = active
+    {
+        retire::old_slot(t, old).await.map_err(at("switch"))?;
+        state.stopped_old_slot = Some(old);
+    }
+
+    // 11. watch.
+    let window = t.config.settings.deployment.watch_window.0;
+    let s = Instant::now();
+    let outcome = watch::watch(t, &client, &release.id, window, baseline).await.map_err(at("watch"))?;
+    progress.done("watch", s, true, format!(
+        "{}s, {} probes, {} failed, p50 {}",
+        window.as_secs(), outcome.probes, outcome.failures,
+        outcome.p50.map_or("-".to_string(), |d| format!("{}ms", d.as_millis()))
+    ));
+
+    // 12. retire, prune, record, unlock.
+    let s = Instant::now();
+    if let Some(old) = active
+        && !t.config.settings.app.exclusive_jobs
+    {
+        retire::old_slot(t, old).await.map_err(at("retire"))?;
+    }
+    let pruned = retire::prune_images(t).await.map_err(at("retire"))?;
+    let mut extra = BTreeMap::new();
+    extra.insert("image".into(), json!(image));
+    if let Some(to) = migrations.get("to").filter(|v| !v.is_null()) {
+        extra.insert(rollback::SCHEMA_VERSION.into(), to.clone());
+    }
+    if let Some(snap) = &snapshot {
+        extra.insert("snapshot".into(), json!(snap));
+    }
+    record::record(t, record::deployment(&state.id, &release, record::Outcome {
+        status: "active", health: "healthy", slot: Some(idle.to_string()), migrations_run: state.migrations_run,
+        error: None, duration_ms: Some(progress.elapsed().as_millis() as u64), extra,
+    }))
+    .await
+    .map_err(at("retire"))?;
+    if let Some(h) = state.heartbeat.take() {
+        h.abort();
+    }
+    if let Some(lock_id) = state.lock_id.take() {
+        lock::release(t, &lock_id).await.map_err(at("retire"))?;
+    }
+    release.cleanup(&t.config.root);
+    progress.done("retire", s, true, format!(
+        "{} stopped and kept for rollback; {} old image(s) pruned",
+        active.map_or("nothing".to_string(), |a| t.names.slot(a)), pruned.len()
+    ));
+
+    Ok(DeployReport {
+        deployment_id: state.id.clone(),
+        environment: t.config.environment.clone(),
+        image,
+        slot: idle.to_string(),
+        previous_release: state.previous.clone(),
+        url: t.public_url("/"),
+        snapshot,
+        migrations,
+        steps: progress.steps.clone(),
+        total_ms: command_started.elapsed().as_millis() as u64,
+        switched_after_ms: Some(switched_after.as_millis() as u64),
+        release,
+    })
+}

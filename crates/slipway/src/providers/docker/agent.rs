@@ -1,0 +1,48 @@
+//! Talking to the host's agent: one admin request, sent by running
+//! `slipway-agent ctl raw '<json>'` inside the agent container through the
+//! engine's exec (the admin socket is never on a network port).
+
+use slipway_core::admin::{AdminError, AdminRequest, AdminResponse, AdminResult};
+
+use super::engine::Engine;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("the agent in {container} cannot be reached: {reason}")]
+    Unreachable { container: String, reason: String },
+    #[error("{}", .0.message)]
+    Refused(Box<AdminError>),
+}
+
+pub struct AgentClient<'a> {
+    engine: &'a Engine,
+    container: String,
+}
+
+impl<'a> AgentClient<'a> {
+    pub fn new(engine: &'a Engine, container: impl Into<String>) -> Self {
+        Self { engine, container: container.into() }
+    }
+
+    pub async fn call(&self, request: &AdminRequest) -> Result<AdminResult, AgentError> {
+        let unreachable = |reason: String| AgentError::Unreachable { container: self.container.clone(), reason };
+        let json = serde_json::to_string(request).map_err(|e| unreachable(e.to_string()))?;
+        let out = self
+            .engine
+            .exec(&self.container, &["slipway-agent", "ctl", "raw", &json], None)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let stdout = out.stdout_text();
+        let line = stdout.lines().rev().find(|l| l.trim_start().starts_with('{'));
+        match line.map(serde_json::from_str::<AdminResponse>) {
+            Some(Ok(AdminResponse::Ok { result })) => Ok(result),
+            Some(Ok(AdminResponse::Error { error })) => Err(AgentError::Refused(Box::new(error))),
+            Some(Err(e)) => Err(unreachable(format!("unreadable answer ({e})"))),
+            None => Err(unreachable(format!(
+                "no answer (exit {}): {}",
+                out.code,
+                out.stderr_text().trim()
+            ))),
+        }
+    }
+}

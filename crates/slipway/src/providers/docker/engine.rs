@@ -1,0 +1,467 @@
+//! One Docker Engine, local (unix socket) or remote (`ssh://user@host`),
+//! through bollard. Every error says which operation failed on which object
+//! and what to do. Container environments (which carry secrets) are never
+//! logged or put into errors.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, ExecConfig, HostConfig, NetworkCreateRequest, NetworkingConfig,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, StopContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot reach the Docker Engine at {host}: {reason}")]
+    Unreachable { host: String, reason: String },
+    #[error("{action} failed: {reason}")]
+    Operation { action: String, reason: String },
+}
+
+impl EngineError {
+    fn op(action: impl Into<String>, e: impl std::fmt::Display) -> Self {
+        EngineError::Operation { action: action.into(), reason: e.to_string() }
+    }
+
+    pub fn hint(&self) -> String {
+        match self {
+            EngineError::Unreachable { host, .. } if host.starts_with("ssh://") => format!(
+                "check that `ssh {}` works without a password prompt and that the user may use docker there",
+                host.trim_start_matches("ssh://")
+            ),
+            EngineError::Unreachable { .. } => {
+                "start Docker (systemctl start docker) or set providers.docker.host; check you may use /var/run/docker.sock".into()
+            }
+            EngineError::Operation { .. } => "see the engine's message above; `docker ps -a` and `docker logs` show more".into(),
+        }
+    }
+}
+
+pub struct Engine {
+    docker: Docker,
+    pub host: String,
+    pub server_version: String,
+    pub api_version: String,
+}
+
+/// What a container should be.
+#[derive(Clone, Debug, Default)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    /// `NAME=value`; may hold secrets, never printed.
+    pub env: Vec<String>,
+    pub cmd: Option<Vec<String>>,
+    pub labels: HashMap<String, String>,
+    pub network: Option<String>,
+    pub aliases: Vec<String>,
+    /// (host ip, host port, container port)
+    pub ports: Vec<(String, u16, u16)>,
+    /// (volume name, mount path)
+    pub volumes: Vec<(String, String)>,
+    pub restart: bool,
+    pub stop_timeout: Option<i64>,
+}
+
+pub struct ExecOutput {
+    pub code: i64,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl ExecOutput {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// The state of a container as the pipeline needs it.
+#[derive(Clone, Debug)]
+pub struct ContainerInfo {
+    pub name: String,
+    pub image: String,
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    pub labels: HashMap<String, String>,
+}
+
+impl Engine {
+    /// Connects (`None` = the local engine) and negotiates the API version,
+    /// so an older engine (e.g. 20.10, API 1.41) works.
+    pub async fn connect(host: Option<&str>) -> Result<Self, EngineError> {
+        let display = host.unwrap_or("unix:///var/run/docker.sock").to_string();
+        let unreachable = |e: &dyn std::fmt::Display| EngineError::Unreachable { host: display.clone(), reason: e.to_string() };
+        let docker = match host {
+            None => Docker::connect_with_local_defaults(),
+            Some(h) if h.starts_with("ssh://") => Docker::connect_with_ssh(h, 120, bollard::API_DEFAULT_VERSION, None),
+            Some(h) if h.starts_with("unix://") => {
+                Docker::connect_with_unix(h, 120, bollard::API_DEFAULT_VERSION)
+            }
+            Some(h) => Docker::connect_with_http(h, 120, bollard::API_DEFAULT_VERSION),
+        }
+        .map_err(|e| unreachable(&e))?;
+        let docker = docker.negotiate_version().await.map_err(|e| unreachable(&e))?;
+        let version = docker.version().await.map_err(|e| unreachable(&e))?;
+        Ok(Self {
+            docker,
+            host: display,
+            server_version: version.version.unwrap_or_default(),
+            api_version: version.api_version.unwrap_or_default(),
+        })
+    }
+
+    pub fn is_local(&self) -> bool {
+        !self.host.starts_with("ssh://")
+    }
+
+    pub async fn image_exists(&self, tag: &str) -> bool {
+        self.docker.inspect_image(tag).await.is_ok()
+    }
+
+    pub async fn image_labels(&self, tag: &str) -> Option<HashMap<String, String>> {
+        let image = self.docker.inspect_image(tag).await.ok()?;
+        Some(image.config.and_then(|c| c.labels).unwrap_or_default())
+    }
+
+    /// Builds `tag` from a context directory, streaming the context as a tar
+    /// and reporting the builder's output lines to `progress`.
+    pub async fn build_image(
+        &self,
+        context: &Path,
+        dockerfile: &str,
+        tags: &[String],
+        labels: HashMap<String, String>,
+        args: HashMap<String, String>,
+        mut progress: impl FnMut(&str),
+    ) -> Result<(), EngineError> {
+        let context_tar = tar_directory(context).map_err(|e| {
+            EngineError::op(format!("packing the build context {}", context.display()), e)
+        })?;
+        let first = tags.first().cloned().unwrap_or_default();
+        let options = BuildImageOptionsBuilder::default()
+            .dockerfile(dockerfile)
+            .t(&first)
+            .rm(true)
+            .forcerm(true)
+            .labels(&labels)
+            .buildargs(&args)
+            .build();
+        let mut stream = self.docker.build_image(options, None, Some(bollard::body_full(context_tar.into())));
+        let mut tail: Vec<String> = Vec::new();
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| EngineError::op(format!("building image {first}"), e))?;
+            if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                return Err(EngineError::Operation {
+                    action: format!("building image {first}"),
+                    reason: format!("{err}\n{}", tail.join("\n")),
+                });
+            }
+            if let Some(line) = info.stream {
+                for l in line.lines().filter(|l| !l.trim().is_empty()) {
+                    progress(l);
+                    tail.push(l.to_string());
+                    if tail.len() > 20 {
+                        tail.remove(0);
+                    }
+                }
+            }
+        }
+        if !self.image_exists(&first).await {
+            return Err(EngineError::Operation {
+                action: format!("building image {first}"),
+                reason: format!("the engine reported no image\n{}", tail.join("\n")),
+            });
+        }
+        for extra in tags.iter().skip(1) {
+            self.tag(&first, extra).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn tag(&self, source: &str, target: &str) -> Result<(), EngineError> {
+        let (repo, tag) = target.rsplit_once(':').unwrap_or((target, "latest"));
+        let options = bollard::query_parameters::TagImageOptionsBuilder::default().repo(repo).tag(tag).build();
+        self.docker
+            .tag_image(source, Some(options))
+            .await
+            .map_err(|e| EngineError::op(format!("tagging {source} as {target}"), e))
+    }
+
+    /// Image tags carrying `label=value`, newest first.
+    pub async fn images_with_label(&self, label: &str) -> Result<Vec<(String, i64, HashMap<String, String>)>, EngineError> {
+        let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        let images = self
+            .docker
+            .list_images(Some(ListImagesOptionsBuilder::default().filters(&filters).build()))
+            .await
+            .map_err(|e| EngineError::op("listing images", e))?;
+        let mut out: Vec<_> = images
+            .into_iter()
+            .flat_map(|i| {
+                let created = i.created;
+                let labels = i.labels.clone();
+                i.repo_tags.into_iter().map(move |t| (t, created, labels.clone()))
+            })
+            .collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1));
+        Ok(out)
+    }
+
+    pub async fn remove_image(&self, tag: &str) -> Result<(), EngineError> {
+        self.docker
+            .remove_image(tag, Some(RemoveImageOptionsBuilder::default().build()), None)
+            .await
+            .map(|_| ())
+            .map_err(|e| EngineError::op(format!("removing image {tag}"), e))
+    }
+
+    pub async fn ensure_network(&self, name: &str, labels: &HashMap<String, String>) -> Result<bool, EngineError> {
+        if self.docker.inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>).await.is_ok() {
+            return Ok(false);
+        }
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        };
+        self.docker.create_network(request).await.map_err(|e| EngineError::op(format!("creating network {name}"), e))?;
+        Ok(true)
+    }
+
+    pub async fn ensure_volume(&self, name: &str, labels: &HashMap<String, String>) -> Result<bool, EngineError> {
+        if self.docker.inspect_volume(name).await.is_ok() {
+            return Ok(false);
+        }
+        let request = VolumeCreateRequest { name: Some(name.to_string()), labels: Some(labels.clone()), ..Default::default() };
+        self.docker.create_volume(request).await.map_err(|e| EngineError::op(format!("creating volume {name}"), e))?;
+        Ok(true)
+    }
+
+    pub async fn inspect(&self, name: &str) -> Option<ContainerInfo> {
+        let c = self.docker.inspect_container(name, None).await.ok()?;
+        let state = c.state.unwrap_or_default();
+        let config = c.config.unwrap_or_default();
+        Some(ContainerInfo {
+            name: name.to_string(),
+            image: config.image.unwrap_or_default(),
+            running: state.running.unwrap_or(false),
+            exit_code: if state.running.unwrap_or(false) { None } else { state.exit_code },
+            labels: config.labels.unwrap_or_default(),
+        })
+    }
+
+    /// Creates and starts a container (an existing one of the same name is removed first).
+    pub async fn run(&self, spec: &ContainerSpec) -> Result<(), EngineError> {
+        self.create(spec).await?;
+        self.start(&spec.name).await
+    }
+
+    pub async fn create(&self, spec: &ContainerSpec) -> Result<(), EngineError> {
+        if self.inspect(&spec.name).await.is_some() {
+            self.remove(&spec.name).await?;
+        }
+        let mut port_bindings = HashMap::new();
+        let mut exposed = Vec::new();
+        for (ip, host_port, container_port) in &spec.ports {
+            let key = format!("{container_port}/tcp");
+            exposed.push(key.clone());
+            port_bindings.insert(
+                key,
+                Some(vec![PortBinding { host_ip: Some(ip.clone()), host_port: Some(host_port.to_string()) }]),
+            );
+        }
+        let host_config = HostConfig {
+            port_bindings: Some(port_bindings),
+            binds: Some(spec.volumes.iter().map(|(v, p)| format!("{v}:{p}")).collect()),
+            restart_policy: spec.restart.then(|| RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            network_mode: spec.network.clone(),
+            ..Default::default()
+        };
+        let networking = spec.network.as_ref().map(|n| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                n.clone(),
+                EndpointSettings { aliases: Some(spec.aliases.clone()), ..Default::default() },
+            )])),
+        });
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            env: Some(spec.env.clone()),
+            cmd: spec.cmd.clone(),
+            labels: Some(spec.labels.clone()),
+            exposed_ports: Some(exposed),
+            host_config: Some(host_config),
+            networking_config: networking,
+            stop_timeout: spec.stop_timeout,
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
+        self.docker
+            .create_container(Some(options), body)
+            .await
+            .map(|_| ())
+            .map_err(|e| EngineError::op(format!("creating container {} from {}", spec.name, spec.image), e))
+    }
+
+    pub async fn start(&self, name: &str) -> Result<(), EngineError> {
+        self.docker
+            .start_container(name, None::<bollard::query_parameters::StartContainerOptions>)
+            .await
+            .map_err(|e| EngineError::op(format!("starting container {name}"), e))
+    }
+
+    pub async fn stop(&self, name: &str, timeout: Duration) -> Result<(), EngineError> {
+        let options = StopContainerOptionsBuilder::default().t(timeout.as_secs() as i32).build();
+        match self.docker.stop_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304 | 404, .. }) => Ok(()),
+            Err(e) => Err(EngineError::op(format!("stopping container {name}"), e)),
+        }
+    }
+
+    pub async fn remove(&self, name: &str) -> Result<(), EngineError> {
+        let options = RemoveContainerOptionsBuilder::default().force(true).v(false).build();
+        match self.docker.remove_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(EngineError::op(format!("removing container {name}"), e)),
+        }
+    }
+
+    /// Containers (running or not) with every `label=value` given.
+    pub async fn containers_with_labels(&self, labels: &[String]) -> Result<Vec<ContainerInfo>, EngineError> {
+        let filters = HashMap::from([("label".to_string(), labels.to_vec())]);
+        let list = self
+            .docker
+            .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
+            .await
+            .map_err(|e| EngineError::op("listing containers", e))?;
+        Ok(list
+            .into_iter()
+            .map(|c| ContainerInfo {
+                name: c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default(),
+                image: c.image.unwrap_or_default(),
+                running: c.state.map(|s| s.to_string() == "running").unwrap_or(false),
+                exit_code: None,
+                labels: c.labels.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Runs a command in a running container, with optional stdin, and
+    /// collects its output and exit code.
+    pub async fn exec(&self, container: &str, cmd: &[&str], stdin: Option<&[u8]>) -> Result<ExecOutput, EngineError> {
+        let action = || format!("running `{}` in {container}", cmd.first().copied().unwrap_or(""));
+        let exec = self
+            .docker
+            .create_exec(
+                container,
+                ExecConfig {
+                    cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    attach_stdin: Some(stdin.is_some()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| EngineError::op(action(), e))?;
+        let started = self
+            .docker
+            .start_exec(&exec.id, Some(StartExecOptions { detach: false, ..Default::default() }))
+            .await
+            .map_err(|e| EngineError::op(action(), e))?;
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        if let StartExecResults::Attached { mut output, mut input } = started {
+            if let Some(data) = stdin {
+                input.write_all(data).await.map_err(|e| EngineError::op(action(), e))?;
+                input.shutdown().await.map_err(|e| EngineError::op(action(), e))?;
+            }
+            drop(input);
+            while let Some(chunk) = output.next().await {
+                match chunk.map_err(|e| EngineError::op(action(), e))? {
+                    bollard::container::LogOutput::StdOut { message } => stdout.extend_from_slice(&message),
+                    bollard::container::LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                    _ => {}
+                }
+            }
+        }
+        let inspect = self.docker.inspect_exec(&exec.id).await.map_err(|e| EngineError::op(action(), e))?;
+        Ok(ExecOutput { code: inspect.exit_code.unwrap_or(-1), stdout, stderr })
+    }
+
+    /// Copies a directory into a (created) container at `dest`.
+    pub async fn upload_dir(&self, container: &str, dir: &Path, dest: &str) -> Result<(), EngineError> {
+        let tar = tar_directory(dir).map_err(|e| EngineError::op(format!("packing {}", dir.display()), e))?;
+        let options = UploadToContainerOptionsBuilder::default().path(dest).build();
+        self.docker
+            .upload_to_container(container, Some(options), bollard::body_full(tar.into()))
+            .await
+            .map_err(|e| EngineError::op(format!("copying {} into {container}", dir.display()), e))
+    }
+
+    /// Waits for a container to exit and returns its exit code.
+    pub async fn wait(&self, name: &str) -> Result<i64, EngineError> {
+        let mut stream = self.docker.wait_container(name, None::<bollard::query_parameters::WaitContainerOptions>);
+        match stream.next().await {
+            Some(Ok(r)) => Ok(r.status_code),
+            // bollard reports a non-zero exit as an error carrying the code.
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(EngineError::op(format!("waiting for {name}"), e)),
+            None => Err(EngineError::op(format!("waiting for {name}"), "the engine closed the stream")),
+        }
+    }
+
+    /// stdout and stderr of a container, the last `tail` lines (or all).
+    pub async fn logs(&self, name: &str, tail: Option<usize>) -> Result<(String, String), EngineError> {
+        let tail = tail.map_or("all".to_string(), |n| n.to_string());
+        let options = LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&tail).build();
+        let mut stream = self.docker.logs(name, Some(options));
+        let (mut out, mut err) = (String::new(), String::new());
+        while let Some(chunk) = stream.next().await {
+            match chunk.map_err(|e| EngineError::op(format!("reading logs of {name}"), e))? {
+                bollard::container::LogOutput::StdOut { message } => out.push_str(&String::from_utf8_lossy(&message)),
+                bollard::container::LogOutput::StdErr { message } => err.push_str(&String::from_utf8_lossy(&message)),
+                _ => {}
+            }
+        }
+        Ok((out, err))
+    }
+
+    /// Streams a container's logs to `sink` until it stops (or forever with `follow`).
+    pub async fn stream_logs(&self, name: &str, follow: bool, tail: &str, mut sink: impl FnMut(&str)) -> Result<(), EngineError> {
+        let options = LogsOptionsBuilder::default().stdout(true).stderr(true).follow(follow).tail(tail).build();
+        let mut stream = self.docker.logs(name, Some(options));
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| EngineError::op(format!("reading logs of {name}"), e))?;
+            sink(&chunk.to_string());
+        }
+        Ok(())
+    }
+}
+
+/// A directory as an uncompressed tar (the engine's build and copy format).
+fn tar_directory(dir: &Path) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(true);
+    builder.append_dir_all(".", dir)?;
+    builder.into_inner()
+}

@@ -1,0 +1,9 @@
+//! The Docker provider: the engine connection and the operations the
+//! pipeline needs (images, networks, volumes, containers, exec), via bollard.
+
+mod agent;
+mod engine;
+pub mod names;
+
+pub use agent::{AgentClient, AgentError};
+pub use engine::{ContainerSpec, Engine, EngineError};
