@@ -128,6 +128,8 @@ pub async fn serve(
 /// Completes on SIGTERM (what `docker stop` sends) or SIGINT (Ctrl-C).
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
+    // Each handler that installs replaces that signal's default action, so
+    // wait on every one that did; never on none but a missing one.
     match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -138,10 +140,14 @@ async fn shutdown_signal() {
                 _ = int.recv() => {}
             }
         }
-        _ => {
-            // Without signal handlers the process still stops on SIGTERM (the
-            // default action), just without draining; say so and wait forever.
-            tracing::warn!("could not install signal handlers; shutdown will not drain");
+        (Ok(mut only), Err(err)) | (Err(err), Ok(mut only)) => {
+            tracing::warn!(error = %err, "could not install one signal handler");
+            only.recv().await;
+        }
+        (Err(err), Err(_)) => {
+            // No handler replaced the default actions: SIGTERM still stops the
+            // process, only without draining.
+            tracing::warn!(error = %err, "could not install signal handlers; shutdown will not drain");
             std::future::pending::<()>().await;
         }
     }
