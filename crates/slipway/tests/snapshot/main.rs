@@ -1,0 +1,433 @@
+//! End-to-end tests of the environment form of `slipway migrate` and of
+//! `slipway snapshot`: a repository made by `slipway init`, the environment's
+//! network and database container created the way the deploy pipeline names
+//! them (`<app>-<env>-net`, `<app>-<env>-db`), then the real binary migrates
+//! from a one-off tools container on that network, snapshots with pg_dump
+//! inside the database container, and restores. Real Docker, real
+//! PostgreSQL 17; the database password (a canary with characters that need
+//! percent-encoding) must appear in no output.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The database password; `@` and `:` force percent-encoding in the URL.
+const CANARY: &str = "canary-snap-5d2e-do-not-print@pw:0123456789abcdef";
+const ENV: &str = "development";
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn all(&self) -> String {
+        format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.all()))
+    }
+
+    /// Asserts the exit code and that the password, raw or percent-encoded,
+    /// is nowhere in the output.
+    fn expect(self, code: i32) -> Run {
+        let all = self.all();
+        for secret in [CANARY, "0123456789abcdef", "pw%3A0123"] {
+            assert!(
+                !all.contains(secret),
+                "the password leaked ({secret}):\n{all}"
+            );
+        }
+        assert_eq!(self.code, code, "unexpected exit code:\n{all}");
+        self
+    }
+}
+
+fn docker(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run docker: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(format!(
+            "docker {} failed: {}",
+            args.first().copied().unwrap_or(""),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// `slipway-agent` next to the slipway under test (the tools image needs
+/// it), built if missing.
+fn agent_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_slipway")).with_file_name("slipway-agent");
+    if !path.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "slipway-agent"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build -p slipway-agent");
+        assert!(status.success(), "cargo build -p slipway-agent failed");
+    }
+    path
+}
+
+/// One environment of a fresh app: repository, network, database container.
+/// Everything is removed on drop, also when the test fails.
+struct Fixture {
+    app: String,
+    repo: tempfile::TempDir,
+    snapshots: PathBuf,
+    agent: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        slipway_testkit::ensure_images().expect("local images");
+        // No `-` or `_`: `slipway init` derives the database user and name
+        // from the app name, and this keeps all three identical.
+        let app = slipway_testkit::unique_name("swt")
+            .replace(['-', '_'], "")
+            .to_lowercase();
+        let repo = tempfile::tempdir().expect("tempdir");
+        let snapshots = repo.path().join("snapshots");
+        let fixture = Fixture {
+            app,
+            repo,
+            snapshots,
+            agent: agent_binary(),
+        };
+        let run = fixture.slipway(&["init", "--name", &fixture.app], &[]);
+        assert_eq!(run.code, 0, "{}", run.all());
+        let env_dir = fixture.repo.path().join("deploy/config/environments");
+        let template =
+            std::fs::read_to_string(env_dir.join(format!(".env.{ENV}.example"))).expect("template");
+        let env_file = env_dir.join(format!(".env.{ENV}"));
+        std::fs::write(&env_file, template.replace("CHANGE_ME", CANARY)).expect("write .env");
+        std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        fixture.start_database();
+        fixture
+    }
+
+    fn net(&self) -> String {
+        format!("{}-{ENV}-net", self.app)
+    }
+
+    fn db(&self) -> String {
+        format!("{}-{ENV}-db", self.app)
+    }
+
+    /// Network and database as the pipeline provisions them (user and
+    /// database named after the app, as `slipway init` configures).
+    fn start_database(&self) {
+        let labels = ["--label", slipway_testkit::TEST_LABEL, "--label"];
+        let app_label = format!("slipway.app={}", self.app);
+        docker(
+            &[
+                &["network", "create"][..],
+                &labels,
+                &[&app_label, &self.net()],
+            ]
+            .concat(),
+        )
+        .expect("network");
+        let mut child = Command::new("docker")
+            .args([
+                "run",
+                "--detach",
+                "--name",
+                &self.db(),
+                "--network",
+                &self.net(),
+            ])
+            .args(["--network-alias", &self.db()])
+            .args(&labels)
+            .arg(&app_label)
+            .args(["--env", "POSTGRES_PASSWORD"])
+            .args(["--env", &format!("POSTGRES_USER={}", self.app)])
+            .args(["--env", &format!("POSTGRES_DB={}", self.app)])
+            .args(["--env", "POSTGRES_INITDB_ARGS=--no-sync"])
+            .args([slipway_testkit::PG_IMAGE, "-c", "fsync=off"])
+            .env("POSTGRES_PASSWORD", CANARY)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("docker run");
+        assert!(
+            child.wait().expect("docker run").success(),
+            "database container did not start"
+        );
+        // Ready = accepting TCP connections (during initialisation the server
+        // listens on its unix socket only). Polled with a deadline.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let ready = docker(&[
+                "exec",
+                &self.db(),
+                "pg_isready",
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                &self.app,
+            ]);
+            if ready.is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "database not ready in 120 s: {}",
+                docker(&["logs", &self.db()]).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn slipway(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
+        let snapshots = format!("database.snapshots.dir={}", self.snapshots.display());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
+        cmd.current_dir(self.repo.path())
+            .args(args)
+            .args(["--set", &snapshots])
+            .env("NO_COLOR", "1")
+            .env("SLIPWAY_AGENT_BIN", &self.agent)
+            .env_remove("DATABASE_URL")
+            .env_remove("SLIPWAY_CONFIG")
+            .env_remove("DOCKER_HOST")
+            .stdin(Stdio::null());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run slipway");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// SQL in the database container over its (trusted) unix socket, on stdin.
+    fn psql(&self, sql: &str) -> Result<String, String> {
+        let mut child = Command::new("docker")
+            .args([
+                "exec",
+                "-i",
+                &self.db(),
+                "psql",
+                "-X",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+            ])
+            .args(["-U", &self.app, "-d", &self.app])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        child
+            .stdin
+            .take()
+            .ok_or("no stdin")?
+            .write_all(sql.as_bytes())
+            .map_err(|e| e.to_string())?;
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    }
+
+    fn migration(&self, name: &str, sql: &str) {
+        let dir = self.repo.path().join("migrations");
+        std::fs::create_dir_all(&dir).expect("mkdir migrations");
+        std::fs::write(dir.join(name), sql).expect("write migration");
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        // The database, and any task container a failed run left behind.
+        let filter = format!("label=slipway.app={}", self.app);
+        if let Ok(ids) = docker(&["ps", "-aq", "--filter", &filter]) {
+            for id in ids.split_whitespace() {
+                let _ = docker(&["rm", "--force", "--volumes", id]);
+            }
+        }
+        let _ = docker(&["network", "rm", &self.net()]);
+    }
+}
+
+#[test]
+fn env_form_migrates_next_to_the_database_then_snapshot_create_list_restore() {
+    let f = Fixture::new();
+    f.migration(
+        "0001_items.up.sql",
+        "CREATE TABLE items (id int PRIMARY KEY, name text);\n",
+    );
+    f.migration("0001_items.down.sql", "DROP TABLE items;\n");
+    f.migration(
+        "0002_seed.up.sql",
+        "INSERT INTO items VALUES (1, 'one'), (2, 'two'), (3, 'three');\n",
+    );
+    f.migration("0002_seed.down.sql", "DELETE FROM items;\n");
+
+    let run = f.slipway(&["config", "validate", ENV], &[]).expect(0);
+    assert!(run.stdout.contains("is valid"), "{}", run.all());
+
+    // Nothing migrated yet: status through the tools container.
+    let status = f
+        .slipway(&["migrate", "status", ENV, "--json"], &[])
+        .expect(0)
+        .json();
+    assert_eq!(status["current"], Value::Null);
+    assert_eq!(status["pending"].as_array().map(Vec::len), Some(2));
+
+    // up in a one-off container on the environment's network; the release is recorded.
+    let run = f
+        .slipway(
+            &["migrate", "up", ENV, "--release", "r-test-1", "--json"],
+            &[],
+        )
+        .expect(0);
+    let up = run.json();
+    assert_eq!(up["to"], 2, "{}", run.all());
+    assert_eq!(up["applied"].as_array().map(Vec::len), Some(2));
+    assert!(
+        run.stderr.contains("applied 0001_items.up.sql in"),
+        "progress relayed: {}",
+        run.all()
+    );
+    assert_eq!(
+        f.psql("SELECT version || '|' || dirty FROM schema_migrations;"),
+        Ok("2|false".into())
+    );
+    assert_eq!(
+        f.psql("SELECT release FROM slipway_migrations WHERE version = 2;"),
+        Ok("r-test-1".into())
+    );
+    // The task container is gone.
+    let leftovers = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("name={}-{ENV}-task-", f.app),
+    ])
+    .expect("docker ps");
+    assert!(leftovers.is_empty(), "task containers left: {leftovers}");
+
+    // Human status names the version.
+    let run = f.slipway(&["migrate", "status", ENV], &[]).expect(0);
+    assert!(run.stdout.contains("version: 2"), "{}", run.all());
+
+    // down without --yes, no terminal: refused before anything runs.
+    let run = f.slipway(&["migrate", "down", "1", ENV], &[]).expect(3);
+    assert!(run.stderr.contains("--yes"), "{}", run.all());
+    assert_eq!(f.psql("SELECT count(*) FROM items;"), Ok("3".into()));
+
+    // A snapshot, written to database.snapshots.dir with its sidecar.
+    let snap = f
+        .slipway(
+            &["snapshot", "create", ENV, "--reason", "test", "--json"],
+            &[],
+        )
+        .expect(0)
+        .json();
+    let path = PathBuf::from(snap["path"].as_str().expect("path"));
+    assert!(path.starts_with(&f.snapshots), "{}", path.display());
+    assert!(path.is_file());
+    assert_eq!(snap["sidecar"]["schema_version"], 2);
+    assert_eq!(snap["sidecar"]["reason"], "test");
+    let file = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("name")
+        .to_string();
+    assert!(file.starts_with(&format!("{}_", f.app)), "{file}");
+
+    let list = f
+        .slipway(&["snapshot", "list", ENV, "--json"], &[])
+        .expect(0)
+        .json();
+    assert_eq!(list["snapshots"].as_array().map(Vec::len), Some(1));
+    assert_eq!(list["snapshots"][0]["file"], file.as_str());
+    let run = f.slipway(&["snapshot", "list", ENV], &[]).expect(0);
+    assert!(run.stdout.contains(&file), "{}", run.all());
+
+    // Lose the data, and then some schema.
+    f.psql("DROP TABLE items; UPDATE schema_migrations SET version = 1;")
+        .expect("drop");
+
+    // restore without --yes and without a terminal: refused, nothing restored.
+    let run = f
+        .slipway(&["snapshot", "restore", ENV, &file], &[])
+        .expect(3);
+    assert!(run.stderr.contains("--yes"), "{}", run.all());
+    assert!(
+        f.psql("SELECT count(*) FROM items;").is_err(),
+        "restore must not have run"
+    );
+
+    // restore --yes (snapshot first: either order works): data and version back.
+    let restored = f
+        .slipway(&["snapshot", "restore", &file, ENV, "--yes", "--json"], &[])
+        .expect(0)
+        .json();
+    assert_eq!(restored["schema_version"], 2);
+    assert_eq!(restored["checksum_verified"], true);
+    assert_eq!(f.psql("SELECT count(*) FROM items;"), Ok("3".into()));
+    let run = f
+        .slipway(&["snapshot", "restore", ENV, "latest", "--yes"], &[])
+        .expect(0);
+    assert!(
+        run.stdout.contains("schema is now at version 2"),
+        "{}",
+        run.all()
+    );
+
+    // prune keeps the newest snapshot, whatever its age.
+    let pruned = f
+        .slipway(&["snapshot", "prune", ENV, "--json"], &[])
+        .expect(0)
+        .json();
+    assert_eq!(pruned["deleted"].as_array().map(Vec::len), Some(0));
+    assert_eq!(pruned["kept"].as_array().map(Vec::len), Some(1));
+
+    // An unknown snapshot is bad input, named.
+    let run = f
+        .slipway(
+            &[
+                "snapshot",
+                "restore",
+                ENV,
+                "nope_20250101T000000Z_x.dump",
+                "--yes",
+            ],
+            &[],
+        )
+        .expect(2);
+    assert!(run.stderr.contains("does not exist"), "{}", run.all());
+}
+
+#[test]
+fn env_form_explains_a_missing_database_container() {
+    let f = Fixture::new();
+    docker(&["rm", "--force", "--volumes", &f.db()]).expect("remove db");
+    let run = f.slipway(&["migrate", "up", ENV], &[]).expect(4);
+    assert!(run.stderr.contains("is not running"), "{}", run.all());
+    assert!(run.stderr.contains("slipway deploy"), "{}", run.all());
+    let run = f.slipway(&["snapshot", "create", ENV], &[]).expect(4);
+    assert!(run.stderr.contains("is not running"), "{}", run.all());
+}
