@@ -147,24 +147,40 @@ pub fn database_url(config: &ResolvedConfig, names: &Names) -> Result<Secret, Ta
 }
 
 /// `postgres://user:password@host:5432/db`, every part percent-encoded.
+///
+/// The encoding is done here, byte by byte, rather than by `url`'s setters:
+/// those leave `%` as is (WHATWG userinfo rules), so a password holding
+/// `%41` would reach the server as `A`.
 fn container_url(host: &str, user: &str, password: &str, db: &str) -> Result<Secret, TaskError> {
-    let invalid = |what: &str| {
+    let text = format!(
+        "postgres://{}:{}@{host}:{DATABASE_PORT}/{}",
+        encode(user),
+        encode(password),
+        encode(db)
+    );
+    // A check that the container name is a valid host (the other parts are
+    // encoded and cannot break the URL).
+    url::Url::parse(&text).map_err(|_| {
         TaskError::new(
             Exit::BadInput,
-            format!("cannot build the database URL: the {what} is not usable in a URL"),
+            format!("cannot build the database URL: `{host}` is not a valid host name"),
         )
-        .hint("check database.user and database.name in deployment.yml")
-    };
-    let mut url = url::Url::parse(&format!("postgres://{host}:{DATABASE_PORT}/"))
-        .map_err(|_| invalid("container name"))?;
-    url.set_username(user).map_err(|()| invalid("user"))?;
-    url.set_password(Some(password))
-        .map_err(|()| invalid("password"))?;
-    url.path_segments_mut()
-        .map_err(|()| invalid("database name"))?
-        .clear()
-        .push(db);
-    Ok(Secret::new(url.to_string()))
+        .hint("check app.name and the environment name (they make the container name)")
+    })?;
+    Ok(Secret::new(text))
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -183,6 +199,10 @@ mod tests {
         let parsed = url::Url::parse(text).expect("parses back");
         assert_eq!(parsed.host_str(), Some("app-prod-db"));
         assert_eq!(parsed.port(), Some(5432));
+        // The snapshot tools decode it back to the exact password.
+        let conn = slipway_core::snapshot::site::PgConn::from_url(&url).expect("valid");
+        assert_eq!(conn.user, "app user");
+        assert_eq!(conn.dbname, "events db");
         assert!(!format!("{url}").contains("canary"));
     }
 }

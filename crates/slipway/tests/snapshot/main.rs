@@ -152,7 +152,7 @@ impl Fixture {
                 &self.net(),
             ])
             .args(["--network-alias", &self.db()])
-            .args(&labels)
+            .args(labels)
             .arg(&app_label)
             .args(["--env", "POSTGRES_PASSWORD"])
             .args(["--env", &format!("POSTGRES_USER={}", self.app)])
