@@ -371,3 +371,62 @@ fn adhoc_form_reports_missing_input_and_unreachable_databases_without_the_passwo
     .expect(0);
     assert!(run.stdout.contains("DATABASE_URL"), "{}", run.all());
 }
+
+#[test]
+fn a_second_runner_gives_up_after_its_lock_wait_with_exit_3() {
+    let pg = PgContainer::start();
+    let url = canary_database(&pg);
+    let work = tempfile::tempdir().expect("tempdir");
+    let dir = work.path().join("migrations");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    // Long enough for the second runner's 1 s wait to run out while it holds the lock.
+    write(
+        &dir,
+        "0001_slow.up.sql",
+        "SELECT pg_sleep(6);\nCREATE TABLE slow (id int);\n",
+    );
+    let d = dir.to_str().expect("utf-8 path");
+
+    let first = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .current_dir(work.path())
+        .args(["migrate", "up", "--dir", d])
+        .env("DATABASE_URL", &url)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the first runner");
+    // Wait (bounded) until the first runner holds its advisory lock.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while psql(
+        &pg,
+        "postgres",
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted;",
+    ) == "0"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first runner never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    let run = slipway(
+        work.path(),
+        &["migrate", "up", "--dir", d, "--lock-wait", "1s"],
+        &[("DATABASE_URL", &url)],
+    )
+    .expect(3);
+    assert!(run.stderr.contains("migration lock"), "{}", run.all());
+
+    let out = first.wait_with_output().expect("first runner");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(!all.contains(CANARY), "{all}");
+    assert_eq!(version_row(&pg), "1|false");
+}
