@@ -90,7 +90,31 @@ pub async fn ensure_tools_image(
             progress,
         )
         .await?;
+    prune_old_tools_images(engine, &tag).await;
     Ok(tag)
+}
+
+/// How many tools images (newest first) survive a new build. Every rebuilt
+/// binary makes a new image of a few hundred MB; older ones are removed,
+/// except any a container still uses (the engine refuses those) and the
+/// newest few, so a concurrent run that has just built its own is spared.
+const KEEP_TOOLS_IMAGES: usize = 3;
+
+async fn prune_old_tools_images(engine: &Engine, current: &str) {
+    let Ok(images) = engine.images_with_label("slipway.role=tools").await else {
+        return;
+    };
+    for (tag, _, _) in images.iter().skip(KEEP_TOOLS_IMAGES) {
+        if tag == current || !tag.starts_with(&format!("{TOOLS_REPO}:")) {
+            continue;
+        }
+        match engine.remove_image(tag).await {
+            Ok(()) => tracing::info!(target: "slipway::tasks", "removed the old tools image {tag}"),
+            Err(e) => {
+                tracing::debug!(target: "slipway::tasks", "kept the old tools image {tag}: {e}")
+            }
+        }
+    }
 }
 
 /// `slipway-agent`: `$SLIPWAY_AGENT_BIN`, else next to the running binary.

@@ -431,3 +431,73 @@ fn env_form_explains_a_missing_database_container() {
     let run = f.slipway(&["snapshot", "create", ENV], &[]).expect(4);
     assert!(run.stderr.contains("is not running"), "{}", run.all());
 }
+
+#[test]
+fn external_mode_migrates_and_snapshots_through_one_off_containers_on_the_network() {
+    // The database container stands in for an external server: the CLI only
+    // knows DATABASE_URL, so migrate runs in the tools container and pg_dump
+    // in a one-off container of database.image, both on the network.
+    let f = Fixture::new();
+    let env_file = f
+        .repo
+        .path()
+        .join(format!("deploy/config/environments/.env.{ENV}"));
+    let encoded = CANARY.replace('@', "%40").replace(':', "%3A");
+    let url = format!(
+        "postgres://{app}:{encoded}@{db}:5432/{app}",
+        app = f.app,
+        db = f.db()
+    );
+    let mut text = std::fs::read_to_string(&env_file).expect("read .env");
+    text.push_str(&format!("DATABASE_URL={url}\n"));
+    std::fs::write(&env_file, text).expect("write .env");
+    f.migration(
+        "0001_notes.up.sql",
+        "CREATE TABLE notes (id int PRIMARY KEY);\nINSERT INTO notes VALUES (1), (2);\n",
+    );
+    let external = ["--set", "database.mode=external"];
+
+    let up = f
+        .slipway(
+            &[&["migrate", "up", ENV, "--json"][..], &external].concat(),
+            &[],
+        )
+        .expect(0)
+        .json();
+    assert_eq!(up["to"], 1);
+    assert_eq!(f.psql("SELECT count(*) FROM notes;"), Ok("2".into()));
+
+    let snap = f
+        .slipway(
+            &[&["snapshot", "create", ENV, "--json"][..], &external].concat(),
+            &[],
+        )
+        .expect(0)
+        .json();
+    assert_eq!(snap["sidecar"]["schema_version"], 1);
+    let file = snap["name"]["database"].as_str().map(str::to_string);
+    assert_eq!(file.as_deref(), Some(f.app.as_str()));
+
+    f.psql("DELETE FROM notes;").expect("delete");
+    let restored = f
+        .slipway(
+            &[
+                &["snapshot", "restore", ENV, "latest", "--yes", "--json"][..],
+                &external,
+            ]
+            .concat(),
+            &[],
+        )
+        .expect(0)
+        .json();
+    assert_eq!(restored["schema_version"], 1);
+    assert_eq!(f.psql("SELECT count(*) FROM notes;"), Ok("2".into()));
+    // No one-off container outlives its command.
+    let leftovers =
+        docker(&["ps", "-aq", "--filter", &format!("network={}", f.net())]).expect("docker ps");
+    assert_eq!(
+        leftovers.lines().count(),
+        1,
+        "only the database remains: {leftovers}"
+    );
+}
