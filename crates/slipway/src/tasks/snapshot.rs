@@ -21,6 +21,9 @@ use slipway_core::snapshot::{
 use super::{TaskContext, TaskError, database_url};
 use crate::exit::Exit;
 
+/// True when `schema_migrations` (golang-migrate's table) is on the search path.
+const SCHEMA_SQL: &str = "select to_regclass('schema_migrations') is not null";
+
 /// Where the tools run and how they connect.
 pub struct SnapshotSite {
     pub site: DumpSite,
@@ -116,34 +119,9 @@ pub async fn snapshot_restore(
 /// does not exist yet counts as empty.
 pub async fn database_has_schema(ctx: &TaskContext<'_>) -> Result<bool, TaskError> {
     let db = &ctx.config.settings.database;
-    const SQL: &str = "select to_regclass('schema_migrations') is not null";
     match db.mode {
         DatabaseMode::Container => {
-            let name = ctx.names.database();
-            // The unix socket inside the container: local connections are
-            // trusted by the image, so no password is needed (or exposed).
-            let out = ctx
-                .engine
-                .exec(
-                    &name,
-                    &[
-                        "psql", "-X", "-At", "-U", &db.user, "-d", &db.name, "-c", SQL,
-                    ],
-                    None,
-                )
-                .await?;
-            let stderr = out.stderr_text();
-            if out.code == 0 {
-                return Ok(out.stdout_text().trim() == "t");
-            }
-            if stderr.contains("does not exist") {
-                return Ok(false);
-            }
-            Err(TaskError::failed(format!(
-                "checking for schema_migrations in {name} failed: {}",
-                stderr.trim()
-            ))
-            .hint(format!("see `docker logs {name}`")))
+            schema_in_container(ctx.engine, &ctx.names.database(), &db.user, &db.name).await
         }
         DatabaseMode::External => {
             let s = snapshot_site(ctx).await?;
@@ -154,7 +132,7 @@ pub async fn database_has_schema(ctx: &TaskContext<'_>) -> Result<bool, TaskErro
                 .run_small(
                     &conn,
                     "psql",
-                    &["-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", SQL],
+                    &["-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", SCHEMA_SQL],
                 )
                 .await;
             match out {
@@ -168,6 +146,37 @@ pub async fn database_has_schema(ctx: &TaskContext<'_>) -> Result<bool, TaskErro
             }
         }
     }
+}
+
+/// `schema_migrations` in database `db` of a database container, asked over
+/// the container's unix socket: local connections are trusted by the image,
+/// so no password is needed (or exposed).
+async fn schema_in_container(
+    engine: &crate::providers::docker::Engine,
+    container: &str,
+    user: &str,
+    db: &str,
+) -> Result<bool, TaskError> {
+    let out = engine
+        .exec(
+            container,
+            &["psql", "-X", "-At", "-U", user, "-d", db, "-c", SCHEMA_SQL],
+            None,
+        )
+        .await?;
+    let stderr = out.stderr_text();
+    if out.code == 0 {
+        return Ok(out.stdout_text().trim() == "t");
+    }
+    // A database not created yet has no schema to protect.
+    if stderr.contains(&format!("database \"{db}\" does not exist")) {
+        return Ok(false);
+    }
+    Err(TaskError::failed(format!(
+        "checking for schema_migrations in {container} failed: {}",
+        stderr.trim()
+    ))
+    .hint(format!("see `docker logs {container}`")))
 }
 
 /// Commit label for a file name: a full hex sha shortened to 12.
@@ -246,5 +255,35 @@ mod tests {
                 .unwrap_or_default()
                 .contains("DOCKER_HOST=ssh://deploy@host")
         );
+    }
+
+    /// Real engine, real PostgreSQL: a missing database, an empty one and a
+    /// migrated one.
+    #[tokio::test]
+    async fn schema_is_found_only_where_schema_migrations_exists() {
+        let pg = slipway_testkit::PgContainer::start();
+        let engine = crate::providers::docker::Engine::connect(None)
+            .await
+            .expect("local engine");
+        let name = pg.container_name();
+        let has = |db: &'static str| schema_in_container(&engine, name, "postgres", db);
+        assert!(!has("app").await.expect("missing database is empty"));
+        pg.create_database("app");
+        assert!(!has("app").await.expect("empty database"));
+        let out = engine
+            .exec(
+                name,
+                &["psql", "-X", "-U", "postgres", "-d", "app", "-c",
+                  "CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL)"],
+                None,
+            )
+            .await
+            .expect("exec");
+        assert_eq!(out.code, 0, "{}", out.stderr_text());
+        assert!(has("app").await.expect("migrated database"));
+        let err = schema_in_container(&engine, "no-such-container-slipway", "postgres", "app")
+            .await
+            .expect_err("no container");
+        assert!(err.message.contains("no-such-container-slipway"), "{err}");
     }
 }
