@@ -181,10 +181,12 @@ pub struct EnvArg {
 }
 
 #[derive(Debug, Subcommand)]
-#[command(after_help = "Two forms:\n\
-  slipway migrate up production                          the environment's database, run next to it\n\
-  slipway migrate up --dir migrations --database-url URL  any database this machine reaches (like golang-migrate)\n\
---database-url may come from the DATABASE_URL environment variable instead; its password is never printed.\n\
+#[command(after_help = "Two forms:\n  \
+slipway migrate up production\n      \
+the environment's database, migrated next to it (a one-off container on its network)\n  \
+slipway migrate up --dir migrations --database-url URL\n      \
+any database this machine reaches; no deploy/ needed (like golang-migrate's -path/-database)\n\
+--database-url may come from DATABASE_URL instead; the password is never printed.\n\
 Exit codes: 0 ok; 1 failed (a dirty database prints its recovery steps); 2 bad input; \
 3 confirmation refused or migration lock held; 4 database or engine unreachable.")]
 pub enum MigrateCommand {
