@@ -1,8 +1,8 @@
 //! A tiny fast upstream for the agent's benchmarks: answers `ok` (12 bytes
 //! with headers kept small) on any path and `/health`; tags every response
 //! with `x-upstream: <name>`. Requests carrying `x-sent-at` (client send
-//! time, unix ns) are recorded, and `GET /__arrivals` returns them as a JSON
-//! array, so the cutover benchmark can check which upstream got what when.
+//! time, unix ns) are recorded with their arrival time, and `GET
+//! /__arrivals` returns them as a JSON array of `[sent, arrived]` pairs, so the cutover benchmark can check which upstream got what when.
 //!
 //! `cargo run --release --example bench_upstream -- 127.0.0.1:9001 [name]`
 
@@ -17,7 +17,8 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
-type Arrivals = Arc<Mutex<Vec<u64>>>;
+/// (client send time, arrival time), unix ns.
+type Arrivals = Arc<Mutex<Vec<(u64, u64)>>>;
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -55,12 +56,16 @@ async fn answer(
     if let Some(sent) = req
         .headers()
         .get("x-sent-at")
-        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
     {
+        let arrived = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or_default();
         arrivals
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(sent);
+            .push((sent, arrived));
     }
     let body = if req.uri().path() == "/__arrivals" {
         let list = arrivals.lock().unwrap_or_else(|e| e.into_inner()).clone();
