@@ -112,12 +112,15 @@ async fn execute(
                 None => t.config.path(&t.config.settings.database.migrations),
             };
             confirm_action(action, &format!("the `{env}` database"), yes, printer)?;
-            let tools = tasks::ensure_tools_image(&t.engine, &note).await?;
             let ctx = TaskContext {
                 engine: &t.engine,
                 names: &t.names,
                 config: &t.config,
             };
+            // Before building the tools image: a missing database is found in
+            // a second instead of after a build.
+            tasks::require_database(&ctx).await?;
+            let tools = tasks::ensure_tools_image(&t.engine, &note).await?;
             let report = tasks::with_progress(
                 &note,
                 tasks::migrate(&ctx, &tools, &dir, action, target.release.as_deref()),

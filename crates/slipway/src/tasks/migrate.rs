@@ -7,10 +7,10 @@
 use std::path::Path;
 
 use serde_json::Value;
-use slipway_core::config::schema::{DatabaseMode, format_duration};
+use slipway_core::config::schema::format_duration;
 
 use super::tools_image::MIGRATIONS_MOUNT;
-use super::{TaskContext, TaskError, database_url};
+use super::{TaskContext, TaskError, database_url, require_database};
 use crate::exit::Exit;
 use crate::providers::docker::ContainerSpec;
 
@@ -79,19 +79,7 @@ pub async fn migrate(
         .hint("check database.migrations in deployment.yml (relative to the repository root)"));
     }
     let url = database_url(ctx.config, ctx.names)?;
-    if ctx.config.settings.database.mode == DatabaseMode::Container {
-        let db = ctx.names.database();
-        if !ctx.engine.inspect(&db).await.is_some_and(|c| c.running) {
-            return Err(TaskError::new(
-                Exit::Unavailable,
-                format!("the database container {db} is not running"),
-            )
-            .hint(format!(
-                "`slipway deploy {env}` provisions it; if it exists but stopped, `docker start {db}`",
-                env = ctx.config.environment
-            )));
-        }
-    }
+    require_database(ctx).await?;
 
     let mut cmd: Vec<String> = vec!["slipway".into(), "migrate".into()];
     cmd.extend(action.args());

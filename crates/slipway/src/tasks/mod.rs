@@ -146,6 +146,26 @@ pub fn database_url(config: &ResolvedConfig, names: &Names) -> Result<Secret, Ta
     }
 }
 
+/// In container mode, fails (exit 4) unless the database container runs, with
+/// the command that provisions it; external databases are not checked here.
+pub async fn require_database(ctx: &TaskContext<'_>) -> Result<(), TaskError> {
+    if ctx.config.settings.database.mode != DatabaseMode::Container {
+        return Ok(());
+    }
+    let db = ctx.names.database();
+    if ctx.engine.inspect(&db).await.is_some_and(|c| c.running) {
+        return Ok(());
+    }
+    Err(TaskError::new(
+        Exit::Unavailable,
+        format!("the database container {db} is not running"),
+    )
+    .hint(format!(
+        "`slipway deploy {env}` provisions it; if it exists but stopped, `docker start {db}`",
+        env = ctx.config.environment
+    )))
+}
+
 /// `postgres://user:password@host:5432/db`, every part percent-encoded.
 ///
 /// The encoding is done here, byte by byte, rather than by `url`'s setters:

@@ -18,7 +18,7 @@ use slipway_core::snapshot::{
     commit_label,
 };
 
-use super::{TaskContext, TaskError, database_url};
+use super::{TaskContext, TaskError, database_url, require_database};
 use crate::exit::Exit;
 
 /// True when `schema_migrations` (golang-migrate's table) is on the search path.
@@ -41,17 +41,8 @@ pub async fn snapshot_site(ctx: &TaskContext<'_>) -> Result<SnapshotSite, TaskEr
     let url = database_url(ctx.config, ctx.names)?;
     let site = match db.mode {
         DatabaseMode::Container => {
+            require_database(ctx).await?;
             let name = ctx.names.database();
-            if !ctx.engine.inspect(&name).await.is_some_and(|c| c.running) {
-                return Err(TaskError::new(
-                    Exit::Unavailable,
-                    format!("the database container {name} is not running"),
-                )
-                .hint(format!(
-                    "`slipway deploy {env}` provisions it; if it exists but stopped, `docker start {name}`",
-                    env = ctx.config.environment
-                )));
-            }
             DumpSite::Container { name }
         }
         DatabaseMode::External => DumpSite::OneOff {
