@@ -68,7 +68,13 @@ async fn execute(
     global: &GlobalArgs,
     printer: &Printer,
 ) -> Result<Value, CliError> {
-    let note = |line: &str| printer.note(line);
+    // In a task container, progress lines are marked for the CLI that
+    // relays them (see `tasks::migrate`).
+    let marker = std::env::var_os(tasks::PROGRESS_ENV)
+        .is_some()
+        .then_some(tasks::PROGRESS_MARKER)
+        .unwrap_or_default();
+    let note = |line: &str| printer.note(&format!("{marker}{line}"));
     match &target.env {
         None => {
             let dir = target.dir.clone().ok_or_else(|| {

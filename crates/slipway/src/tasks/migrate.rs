@@ -109,6 +109,7 @@ pub async fn migrate(
         env: vec![
             format!("DATABASE_URL={}", url.expose()),
             "NO_COLOR=1".into(),
+            format!("{PROGRESS_ENV}=1"),
         ],
         cmd: Some(cmd),
         labels: ctx.names.labels("task"),
@@ -140,13 +141,45 @@ async fn run(
         .upload_dir(&spec.name, dir, MIGRATIONS_MOUNT)
         .await?;
     ctx.engine.start(&spec.name).await?;
+    // Relay progress while it runs (a long migration, a wait for another
+    // runner's lock). The stream ends when the container stops; it merges
+    // stdout and stderr, so only marked lines count. Losing it is not fatal:
+    // the exit code and the final logs decide the outcome.
+    let mut pending = String::new();
+    let streamed = ctx
+        .engine
+        .stream_logs(&spec.name, true, "all", |chunk| {
+            pending.push_str(chunk);
+            while let Some(end) = pending.find('\n') {
+                let line: String = pending.drain(..=end).collect();
+                if let Some(progress) = progress_line(&line) {
+                    tracing::info!(target: "slipway::tasks", "{progress}");
+                }
+            }
+        })
+        .await;
+    if let Err(e) = streamed {
+        tracing::debug!(target: "slipway::tasks", "progress of {} not relayed: {e}", spec.name);
+    }
     let code = ctx.engine.wait(&spec.name).await?;
     let (stdout, stderr) = ctx.engine.logs(&spec.name, None).await?;
     Ok((code, stdout, stderr))
 }
 
-/// The container's outcome as a report or an error. Its stderr is progress
-/// (replayed as such); its stdout is one JSON document.
+/// Set in a task container: `slipway migrate` then marks its progress lines
+/// on stderr with [`PROGRESS_MARKER`], so the CLI can relay them live from
+/// the engine's merged log stream without mistaking the JSON report for one.
+pub const PROGRESS_ENV: &str = "SLIPWAY_TASK_PROGRESS";
+pub const PROGRESS_MARKER: &str = "slipway-progress: ";
+
+/// The progress text of a marked log line.
+fn progress_line(line: &str) -> Option<&str> {
+    line.trim_end_matches(['\r', '\n'])
+        .strip_prefix(PROGRESS_MARKER)
+}
+
+/// The container's outcome as a report or an error. Its stdout is one JSON
+/// document; its stderr is progress (already relayed) and error text.
 fn interpret(
     action: MigrateAction,
     code: i64,
@@ -156,9 +189,6 @@ fn interpret(
 ) -> Result<Value, TaskError> {
     let parsed: Option<Value> = serde_json::from_str(stdout.trim()).ok();
     if code == 0 {
-        for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
-            tracing::info!(target: "slipway::tasks", "{line}");
-        }
         return parsed.ok_or_else(|| {
             TaskError::failed(format!(
                 "`slipway migrate {}` in {name} succeeded but printed no JSON report",
@@ -186,8 +216,11 @@ fn interpret(
             .map(str::to_string);
         return Err(err);
     }
-    let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
-    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(|l| progress_line(l).unwrap_or(l))
+        .collect();
+    let tail = &lines[lines.len().saturating_sub(20)..];
     Err(TaskError::failed(format!(
         "`slipway migrate {}` in {name} exited with code {code}: {}",
         action.verb(),
@@ -226,6 +259,23 @@ mod tests {
         assert_eq!(err.exit, Exit::Failed);
         let err = interpret(MigrateAction::Status, 4, "", "boom", "t").expect_err("fails");
         assert!(err.message.contains("boom"), "{err}");
+        let err = interpret(
+            MigrateAction::Up { limit: None },
+            1,
+            "",
+            "slipway-progress: applying 0001_a.up.sql\nboom",
+            "t",
+        )
+        .expect_err("fails");
+        assert!(
+            err.message.contains(": applying 0001_a.up.sql\nboom"),
+            "{err}"
+        );
+        assert_eq!(
+            progress_line("slipway-progress: applied x in 3ms\n"),
+            Some("applied x in 3ms")
+        );
+        assert_eq!(progress_line("{"), None);
         let ok = interpret(MigrateAction::Status, 0, r#"{"current": 2}"#, "", "t").expect("ok");
         assert_eq!(ok["current"], 2);
     }

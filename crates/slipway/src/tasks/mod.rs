@@ -20,7 +20,7 @@ use crate::exit::{CliError, Exit};
 use crate::providers::docker::names::Names;
 use crate::providers::docker::{Engine, EngineError};
 
-pub use migrate::{MigrateAction, migrate};
+pub use migrate::{MigrateAction, PROGRESS_ENV, PROGRESS_MARKER, migrate};
 pub use progress::with_progress;
 pub use snapshot::{database_has_schema, snapshot_create, snapshot_restore};
 pub use tools_image::ensure_tools_image;

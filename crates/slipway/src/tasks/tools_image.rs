@@ -51,7 +51,7 @@ pub async fn ensure_tools_image(
     let recipe = dockerfile();
     let digest = tokio::task::spawn_blocking({
         let (cli, agent, recipe) = (cli.clone(), agent.clone(), recipe.clone());
-        move || fingerprint(&[&cli, &agent], &recipe)
+        move || cached_fingerprint(&[&cli, &agent], &recipe, cache_file().as_deref())
     })
     .await
     .map_err(|e| TaskError::failed(format!("hashing the binaries failed: {e}")))??;
@@ -143,6 +143,71 @@ fn agent_binary(cli: &Path) -> Result<PathBuf, TaskError> {
     )))
 }
 
+/// Where the last fingerprint is remembered: hashing two debug binaries of
+/// ~150 MB each takes tens of seconds, and most runs use the same binaries.
+fn cache_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("slipway").join("tools-image-fingerprint"))
+}
+
+/// The files' identity as the file system sees it (path, size, modification
+/// time, inode) plus the recipe: when this is unchanged, so is the content,
+/// since replacing or rewriting a binary changes its mtime or inode.
+fn identity(files: &[&Path], recipe: &str) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut key = String::new();
+    for path in files {
+        let meta = fs_err::metadata(path).ok()?;
+        key.push_str(&format!(
+            "{}:{}:{}.{}:{}|",
+            path.display(),
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ino()
+        ));
+    }
+    key.push_str(&hex::encode(Sha256::digest(recipe.as_bytes())));
+    Some(key)
+}
+
+/// [`fingerprint`], remembered in `cache` (a file holding `identity\ndigest`)
+/// for files whose identity has not changed. A cache that cannot be read or
+/// written only costs the hashing.
+fn cached_fingerprint(
+    files: &[&Path],
+    recipe: &str,
+    cache: Option<&Path>,
+) -> Result<String, TaskError> {
+    let key = identity(files, recipe);
+    if let (Some(key), Some(cache)) = (&key, cache)
+        && let Ok(text) = fs_err::read_to_string(cache)
+        && let Some((cached_key, digest)) = text.trim_end().split_once('\n')
+        && cached_key == key
+        && digest.len() == 64
+        && digest.chars().all(|c| c.is_ascii_hexdigit())
+    {
+        return Ok(digest.to_string());
+    }
+    let digest = fingerprint(files, recipe)?;
+    if let (Some(key), Some(cache)) = (key, cache)
+        && let Some(dir) = cache.parent()
+        && fs_err::create_dir_all(dir).is_ok()
+    {
+        // Written aside and renamed, so a concurrent reader never sees half.
+        let tmp = dir.join(format!(".tools-image-fingerprint.{}", std::process::id()));
+        if fs_err::write(&tmp, format!("{key}\n{digest}\n")).is_ok()
+            && fs_err::rename(&tmp, cache).is_err()
+        {
+            let _ = fs_err::remove_file(&tmp);
+        }
+    }
+    Ok(digest)
+}
+
 /// Hex sha256 over the binaries' contents and the recipe.
 fn fingerprint(files: &[&Path], recipe: &str) -> Result<String, TaskError> {
     let mut hasher = Sha256::new();
@@ -187,6 +252,33 @@ mod tests {
             fingerprint(&[&a, &b], "other recipe").expect("hash")
         );
         assert_eq!(first.len(), 64);
+    }
+
+    #[test]
+    fn the_cached_fingerprint_follows_the_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let cache = dir.path().join("cache/fp");
+        fs_err::write(&a, b"cli v1").expect("write");
+        fs_err::write(&b, b"agent v1").expect("write");
+        let first = cached_fingerprint(&[&a, &b], "r", Some(&cache)).expect("hash");
+        assert_eq!(first, fingerprint(&[&a, &b], "r").expect("hash"));
+        assert!(cache.is_file(), "remembered");
+        assert_eq!(
+            cached_fingerprint(&[&a, &b], "r", Some(&cache)).expect("hash"),
+            first
+        );
+        // A rewritten binary (new content, new mtime/size) is hashed again.
+        fs_err::write(&b, b"agent version 2").expect("write");
+        let second = cached_fingerprint(&[&a, &b], "r", Some(&cache)).expect("hash");
+        assert_eq!(second, fingerprint(&[&a, &b], "r").expect("hash"));
+        assert_ne!(first, second);
+        // A corrupt cache is ignored.
+        fs_err::write(&cache, "garbage").expect("write");
+        assert_eq!(
+            cached_fingerprint(&[&a, &b], "r", Some(&cache)).expect("hash"),
+            second
+        );
     }
 
     #[test]
