@@ -177,10 +177,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     for (i, listener) in listeners.into_iter().enumerate() {
         let proxy = proxy::Proxy {
             router: Arc::clone(&router),
-            client: proxy::forward::upstream_client(
-                args.pool_idle_per_host,
-                Duration::from_millis(args.idle_timeout_ms),
-            ),
+            pool: proxy::pool::Pool::new(args.pool_idle_per_host),
             forward: proxy::forward::ForwardConfig {
                 max_body: args.max_body_bytes,
                 upstream_timeout: Duration::from_millis(args.upstream_timeout_ms),

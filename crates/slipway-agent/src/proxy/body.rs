@@ -16,6 +16,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::http::uri::PathAndQuery;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
+use super::pool::Conn;
 use crate::access_log::{AccessLog, Entry};
 use crate::metrics::AppMetrics;
 use crate::target::InFlight;
@@ -67,6 +68,8 @@ enum Kind {
     Upstream {
         inner: Incoming,
         finish: Finish,
+        /// Back to the pool when the body ended cleanly.
+        conn: Option<Conn>,
         /// Created on the first `Pending` only: most bodies finish in one
         /// poll and never pay for the allocation.
         cut: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
@@ -82,12 +85,29 @@ impl ProxyBody {
         Self(Kind::Local(None))
     }
 
-    pub fn upstream(inner: Incoming, finish: Finish) -> Self {
+    pub fn upstream(inner: Incoming, finish: Finish, conn: Conn) -> Self {
         Self(Kind::Upstream {
             inner,
             finish,
+            conn: Some(conn),
             cut: None,
         })
+    }
+}
+
+impl Drop for ProxyBody {
+    /// Hand the upstream connection back once its body was read to the end
+    /// (hyper may stop polling at the last frame, so this is the one place
+    /// that sees every clean end). A body dropped early takes its
+    /// connection down with it: the connection's state is unknown.
+    fn drop(&mut self) {
+        if let Kind::Upstream { inner, conn, .. } = &mut self.0 {
+            if inner.is_end_stream() {
+                if let Some(c) = conn.take() {
+                    c.recycle();
+                }
+            }
+        }
     }
 }
 
@@ -101,7 +121,9 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.get_mut().0 {
             Kind::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream { inner, finish, cut } => match Pin::new(inner).poll_frame(cx) {
+            Kind::Upstream {
+                inner, finish, cut, ..
+            } => match Pin::new(inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(data) = frame.data_ref() {
                         finish.bytes += data.len() as u64;

@@ -39,7 +39,7 @@ pub enum ProxyError {
     #[error("cut at the old target's drain deadline")]
     DrainCut,
     #[error("{0}")]
-    Client(#[from] hyper_util::client::legacy::Error),
+    Upstream(#[from] super::pool::UpstreamError),
 }
 
 /// The one mapping from a proxy failure to its source and status code.
@@ -51,14 +51,17 @@ pub fn classify(e: &ProxyError) -> (Source, StatusCode) {
         }
         ProxyError::BodyTooLarge(_) => (Source::Downstream, StatusCode::PAYLOAD_TOO_LARGE),
         ProxyError::UpstreamTimeout(_) => (Source::Upstream, StatusCode::GATEWAY_TIMEOUT),
-        ProxyError::Client(err) => classify_client(err),
+        ProxyError::Upstream(super::pool::UpstreamError::Connect(..)) => {
+            (Source::Upstream, StatusCode::BAD_GATEWAY)
+        }
+        ProxyError::Upstream(super::pool::UpstreamError::Http(err)) => classify_http(err),
     }
 }
 
 /// A client error is the downstream's fault when it came from the request
 /// body we were relaying (too long, or the client went away mid-upload).
-fn classify_client(err: &hyper_util::client::legacy::Error) -> (Source, StatusCode) {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+fn classify_http(err: &hyper::Error) -> (Source, StatusCode) {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(c) = cause {
         if c.is::<http_body_util::LengthLimitError>() {
             return (Source::Downstream, StatusCode::PAYLOAD_TOO_LARGE);

@@ -5,6 +5,7 @@
 //! Switching Protocols` splice the two upgraded connections together.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::Limited;
@@ -13,35 +14,17 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::{PathAndQuery, Scheme};
 use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response, Uri, Version};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 
 use super::errors::ProxyError;
+use super::pool::{Conn, Pool};
 use crate::target::{InFlight, Target};
-
-pub type UpstreamClient = Client<HttpConnector, Limited<Incoming>>;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
-/// The pooled client to upstreams (HTTP/1.1 keep-alive).
-pub fn upstream_client(max_idle_per_host: usize, idle_timeout: Duration) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_keepalive(Some(Duration::from_secs(60)));
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(max_idle_per_host)
-        .pool_idle_timeout(idle_timeout)
-        .pool_timer(hyper_util::rt::TokioTimer::new())
-        // Keep the client's Host as given: the upstream sees the public host.
-        .set_host(false)
-        .build(connector)
-}
 
 /// Settings of the forwarding step.
 pub struct ForwardConfig {
@@ -71,12 +54,12 @@ pub fn request_host<B>(req: &Request<B>) -> Option<&str> {
 /// Send `req` to `target`. Returns the upstream response and, for an upgrade
 /// request, the client side of the upgrade to splice later.
 pub async fn forward(
-    client: &UpstreamClient,
+    pool: &Arc<Pool>,
     cfg: &ForwardConfig,
     peer: IpAddr,
     mut req: Request<Incoming>,
     target: &Target,
-) -> Result<(Response<Incoming>, Option<OnUpgrade>), ProxyError> {
+) -> Result<(Response<Incoming>, Conn, Option<OnUpgrade>), ProxyError> {
     if let Some(len) = content_length(req.headers())
         && len > cfg.max_body
     {
@@ -126,10 +109,10 @@ pub async fn forward(
         Limited::new(body, usize::try_from(cfg.max_body).unwrap_or(usize::MAX)),
     );
     let sent = tokio::select! {
-        r = tokio::time::timeout(cfg.upstream_timeout, client.request(request)) => r,
+        r = tokio::time::timeout(cfg.upstream_timeout, pool.send(&target.authority, request)) => r,
         () = target.cut_token().cancelled() => return Err(ProxyError::DrainCut),
     };
-    let mut resp = match sent {
+    let (mut resp, conn) = match sent {
         Ok(r) => r?,
         Err(_) => return Err(ProxyError::UpstreamTimeout(cfg.upstream_timeout)),
     };
@@ -143,7 +126,7 @@ pub async fn forward(
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         resp.headers_mut().insert(header::UPGRADE, proto);
     }
-    Ok((resp, client_upgrade))
+    Ok((resp, conn, client_upgrade))
 }
 
 /// Splice an upgraded client connection to the upgraded upstream one until

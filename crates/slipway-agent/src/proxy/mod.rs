@@ -5,12 +5,14 @@
 //!
 //! - [`service`]: one request's flow.
 //! - [`forward`]: rewriting and sending to the upstream; upgrades.
+//! - [`pool`]: keep-alive upstream connections of one proxy thread.
 //! - [`body`]: the streamed response body and its bookkeeping.
 //! - [`errors`]: the one classification of failures into status codes.
 
 pub mod body;
 pub mod errors;
 pub mod forward;
+pub mod pool;
 pub mod service;
 
 use std::net::SocketAddr;
@@ -28,12 +30,12 @@ use tokio_util::sync::CancellationToken;
 use crate::access_log::AccessLog;
 use crate::metrics::AppMetrics;
 use crate::router::Router;
-use forward::{ForwardConfig, UpstreamClient};
+use forward::ForwardConfig;
 
 /// Shared state of every connection.
 pub struct Proxy {
     pub router: Arc<Router>,
-    pub client: UpstreamClient,
+    pub pool: Arc<pool::Pool>,
     pub forward: ForwardConfig,
     pub release_header: HeaderName,
     pub access_log: Option<Arc<AccessLog>>,

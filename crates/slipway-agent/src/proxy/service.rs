@@ -62,9 +62,9 @@ pub async fn handle(
         }
     };
     let target = Arc::clone(guard.target());
-    let result = forward::forward(&proxy.client, &proxy.forward, client, req, &target).await;
+    let result = forward::forward(&proxy.pool, &proxy.forward, client, req, &target).await;
     let mut done = finish(Arc::clone(&route.metrics), Some(guard));
-    let (mut resp, client_upgrade) = match result {
+    let (mut resp, conn, client_upgrade) = match result {
         Ok(r) => r,
         Err(e) => return Ok(proxy.fail(done, e)),
     };
@@ -80,11 +80,12 @@ pub async fn handle(
             tokio::spawn(forward::tunnel(client_side, upstream_side, guard));
         }
         // The access line for an upgrade is written now; the tunnel holds
-        // the in-flight count until it closes.
-        drop(done);
+        // the in-flight count until it closes. The upgraded connection is
+        // the tunnel's now, never the pool's.
+        drop((done, conn));
         return Ok(resp.map(|_| ProxyBody::empty()));
     }
-    Ok(resp.map(|body| ProxyBody::upstream(body, done)))
+    Ok(resp.map(|body| ProxyBody::upstream(body, done, conn)))
 }
 
 impl Proxy {

@@ -1,0 +1,128 @@
+//! Keep-alive connections to upstreams, one pool per proxy thread. A request
+//! takes an idle connection for its target (or dials one), and its response
+//! body hands the connection back when it ends, so no task is spawned per
+//! request to watch for the connection becoming free (hyper-util's legacy
+//! client does that). A request that an idle connection could not even
+//! start (closed by the upstream meanwhile) is retried once on a new one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::Limited;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::http::uri::Authority;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+type Sender = SendRequest<Limited<Incoming>>;
+
+/// Connect bound for a new upstream connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot connect to `{0}`: {1}")]
+    Connect(String, std::io::Error),
+    #[error("{0}")]
+    Http(#[from] hyper::Error),
+}
+
+pub struct Pool {
+    idle: Mutex<HashMap<Authority, Vec<Sender>>>,
+    max_idle_per_host: usize,
+}
+
+/// A connection lent to one request; `recycle` gives it back.
+pub struct Conn {
+    pool: Arc<Pool>,
+    key: Authority,
+    sender: Sender,
+}
+
+impl Conn {
+    /// Return the connection once the response body ended cleanly.
+    pub fn recycle(self) {
+        let mut idle = self.pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.entry(self.key).or_default();
+        if list.len() < self.pool.max_idle_per_host && !self.sender.is_closed() {
+            list.push(self.sender);
+        }
+    }
+}
+
+impl Pool {
+    pub fn new(max_idle_per_host: usize) -> Arc<Self> {
+        Arc::new(Self {
+            idle: Mutex::new(HashMap::new()),
+            max_idle_per_host,
+        })
+    }
+
+    fn take(&self, key: &Authority) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(key)?;
+        while let Some(s) = list.pop() {
+            if !s.is_closed() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    async fn dial(&self, key: &Authority) -> Result<Sender, UpstreamError> {
+        let connect = tokio::net::TcpStream::connect(key.as_str());
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(UpstreamError::Connect(key.to_string(), e)),
+            Err(_) => {
+                let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
+                return Err(UpstreamError::Connect(key.to_string(), e));
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Send `req` to `key` over a pooled (or new) connection.
+    pub async fn send(
+        self: &Arc<Self>,
+        key: &Authority,
+        req: Request<Limited<Incoming>>,
+    ) -> Result<(Response<Incoming>, Conn), UpstreamError> {
+        let mut req = req;
+        // An idle connection may have been closed by the upstream since it
+        // was pooled; hyper hands the request back if it was not sent.
+        while let Some(mut sender) = self.take(key) {
+            if sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok((resp, self.lend(key, sender))),
+                Err(mut e) => match e.take_message() {
+                    Some(back) => req = back,
+                    None => return Err(e.into_error().into()),
+                },
+            }
+        }
+        let mut sender = self.dial(key).await?;
+        sender.ready().await?;
+        let resp = sender.send_request(req).await?;
+        Ok((resp, self.lend(key, sender)))
+    }
+
+    fn lend(self: &Arc<Self>, key: &Authority, sender: Sender) -> Conn {
+        Conn {
+            pool: Arc::clone(self),
+            key: key.clone(),
+            sender,
+        }
+    }
+}
