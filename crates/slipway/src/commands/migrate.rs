@@ -70,10 +70,11 @@ async fn execute(
 ) -> Result<Value, CliError> {
     // In a task container, progress lines are marked for the CLI that
     // relays them (see `tasks::migrate`).
-    let marker = std::env::var_os(tasks::PROGRESS_ENV)
-        .is_some()
-        .then_some(tasks::PROGRESS_MARKER)
-        .unwrap_or_default();
+    let marker = if std::env::var_os(tasks::PROGRESS_ENV).is_some() {
+        tasks::PROGRESS_MARKER
+    } else {
+        ""
+    };
     let note = |line: &str| printer.note(&format!("{marker}{line}"));
     match &target.env {
         None => {
