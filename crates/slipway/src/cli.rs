@@ -250,7 +250,11 @@ pub struct MigrateDownArgs {
 #[derive(Debug, Args)]
 pub struct MigrateForceArgs {
     /// The version the schema really is at; -1 for "no version" (golang-migrate's convention)
-    #[arg(id = "forced_version", value_name = "VERSION", allow_negative_numbers = true)]
+    #[arg(
+        id = "forced_version",
+        value_name = "VERSION",
+        allow_negative_numbers = true
+    )]
     pub version: i64,
     #[command(flatten)]
     pub target: MigrateTarget,
@@ -260,10 +264,12 @@ pub struct MigrateForceArgs {
 }
 
 #[derive(Debug, Subcommand)]
-#[command(after_help = "Snapshots are taken next to the database (pg_dump inside the database container, or a one-off \
+#[command(
+    after_help = "Snapshots are taken next to the database (pg_dump inside the database container, or a one-off \
 container of database.image for an external database) and streamed to database.snapshots.dir on the machine \
 running slipway (for a remote engine: this machine, not the server).\n\
-Exit codes: 0 ok; 1 failed; 2 bad input; 3 confirmation refused; 4 database or engine unreachable.")]
+Exit codes: 0 ok; 1 failed; 2 bad input; 3 confirmation refused; 4 database or engine unreachable."
+)]
 pub enum SnapshotCommand {
     /// Take a verified snapshot now, then delete snapshots past the retention (never the newest)
     Create(SnapshotCreateArgs),
