@@ -43,7 +43,7 @@ pub struct App {
     /// Non-secret environment variables for the service. Secrets go in
     /// `.env.<env>`, never here.
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, EnvScalar>,
     /// Variables the service needs from `.env.<env>` that are secret: they
     /// must be set, must not be placeholders, and are never printed.
     #[serde(default)]
@@ -52,6 +52,17 @@ pub struct App {
     /// the old slot stops as soon as its drain ends.
     #[serde(default)]
     pub exclusive_jobs: bool,
+}
+
+/// A variable's value in `app.env`: YAML scalars (`8080`, `true`) are
+/// accepted and passed on as text.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum EnvScalar {
+    Text(String),
+    Integer(i64),
+    Number(f64),
+    Bool(bool),
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]

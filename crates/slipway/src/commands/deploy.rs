@@ -69,7 +69,7 @@ async fn dry_run(t: &Target, args: &DeployArgs, printer: &Printer) -> Result<(),
     let release = release::resolve(&t.config.root, args.git_ref.as_deref())
         .map_err(|e| CliError::new(Exit::BadInput, e.message).hint(e.hint))?;
     release.cleanup(&t.config.root);
-    let ledger = t.ledger().await;
+    let ledger = t.ledger().await.map_err(|e| step_error(Exit::Unavailable, e))?;
     let active = Target::active_slot(ledger.as_ref());
     let idle = active.map_or(Slot::Blue, Slot::other);
     let s = &t.config.settings;

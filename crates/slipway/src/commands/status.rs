@@ -17,7 +17,7 @@ pub fn run(env: &str, global: &crate::cli::GlobalArgs, printer: &Printer) -> Res
         for note in recover::recover(&t).await.map_err(|e| step_error(Exit::Failed, e))? {
             printer.note(&format!("repair: {note}"));
         }
-        let ledger = t.ledger().await;
+        let ledger = t.ledger().await.map_err(|e| step_error(Exit::Unavailable, e))?;
         let health = live_health(&t).await;
         let lock_json = match ledger.as_ref().and_then(|l| l.lock.clone()) {
             Some(l) => {

@@ -75,15 +75,26 @@ impl Target {
         self.agent().call(&request).await
     }
 
-    /// The agent's ledger for this environment (None when the agent is not running yet).
-    pub async fn ledger(&self) -> Option<AppLedger> {
-        if !self.engine.inspect(&self.names.agent()).await.is_some_and(|c| c.running) {
-            return None;
+    /// The agent's ledger for this environment; `None` only when no agent
+    /// container exists yet. An agent that exists but does not answer is an
+    /// error: guessing "nothing deployed" could replace the live slot.
+    pub async fn ledger(&self) -> Result<Option<AppLedger>, StepError> {
+        let Some(agent) = self.engine.inspect(&self.names.agent()).await else { return Ok(None) };
+        if !agent.running {
+            return Err(StepError::new(format!("the agent {} is not running", self.names.agent()))
+                .hint(format!("`slipway deploy {}` starts it again; `docker logs {}` says why it stopped", self.config.environment, self.names.agent())));
         }
-        match self.agent_call(AdminRequest::State(AppArgs { app: self.names.route() })).await {
-            Ok(AdminResult::State { state }) => Some(*state),
-            _ => None,
+        let mut last = None;
+        // The exec can fail transiently on a loaded host; a few tries.
+        for _ in 0..3 {
+            match self.agent_call(AdminRequest::State(AppArgs { app: self.names.route() })).await {
+                Ok(AdminResult::State { state }) => return Ok(Some(*state)),
+                Ok(other) => return Err(StepError::new(format!("unexpected agent answer: {other:?}"))),
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         }
+        Err(last.map_or_else(|| StepError::new("the agent did not answer"), StepError::from))
     }
 
     /// The slot serving traffic now, from the agent's route.

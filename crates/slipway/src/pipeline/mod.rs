@@ -175,14 +175,16 @@ async fn run(t: &Target, opts: &DeployOptions, progress: &mut Progress<'_>, stat
     let s = Instant::now();
     let tools_image = tasks::ensure_tools_image(&t.engine, &|l: &str| tracing::info!("{l}")).await.map_err(|e| ("provision".to_string(), e.into()))?;
     provision::network(t).await.map_err(at("provision"))?;
-    provision::agent(t, &tools_image).await.map_err(at("provision"))?;
+    let agent_created = provision::agent(t, &tools_image).await.map_err(at("provision"))?;
+    progress.done("provision", s, true, format!("network {}, agent {}{}", t.names.network(), t.names.agent(), if agent_created { " (created)" } else { "" }));
+    let s = Instant::now();
     let held = lock::acquire(t, &state.id).await.map_err(at("lock"))?;
     if let Some(w) = &held.warning {
         progress.note(w);
     }
     state.lock_id = Some(held.lock.lock_id.clone());
     state.heartbeat = Some(lock::heartbeat(t, &held.lock.lock_id, Duration::from_secs(60)));
-    let ledger = t.ledger().await;
+    let ledger = t.ledger().await.map_err(at("lock"))?;
     let active = Target::active_slot(ledger.as_ref());
     state.previous = ledger.as_ref().and_then(|l| l.route.as_ref()?.active.as_ref().map(|a| a.release.clone()));
     let idle = active.map_or(Slot::Blue, Slot::other);

@@ -75,11 +75,11 @@ async fn wait_database(t: &Target, limit: Duration) -> Result<(), StepError> {
     let name = t.names.database();
     let started = Instant::now();
     loop {
-        // A real query over TCP: during first-start initialisation the
-        // server only listens on its unix socket.
+        // Over TCP: during first-start initialisation the server only
+        // listens on its unix socket, so TCP readiness means "initialised".
         let out = t
             .engine
-            .exec(&name, &["psql", "-h", "127.0.0.1", "-U", &db.user, "-d", &db.name, "-tAc", "select 1"], None)
+            .exec(&name, &["pg_isready", "-q", "-h", "127.0.0.1", "-U", &db.user, "-d", &db.name], None)
             .await;
         if let Ok(o) = &out
             && o.code == 0
@@ -113,7 +113,7 @@ async fn ensure_extensions(t: &Target) -> Result<(), StepError> {
     let name = t.names.database();
     let out = t
         .engine
-        .exec(&name, &["psql", "-h", "127.0.0.1", "-U", &db.user, "-d", &db.name, "-v", "ON_ERROR_STOP=1", "-qc", &sql], None)
+        .exec(&name, &["psql", "-U", &db.user, "-d", &db.name, "-v", "ON_ERROR_STOP=1", "-qc", &sql], None)
         .await?;
     if out.code != 0 {
         return Err(StepError::new(format!("creating extensions {:?} failed: {}", db.extensions, out.stderr_text().trim()))
@@ -121,7 +121,7 @@ async fn ensure_extensions(t: &Target) -> Result<(), StepError> {
     }
     let out = t
         .engine
-        .exec(&name, &["psql", "-h", "127.0.0.1", "-U", &db.user, "-d", &db.name, "-tAc", "select extname from pg_extension"], None)
+        .exec(&name, &["psql", "-U", &db.user, "-d", &db.name, "-tAc", "select extname from pg_extension"], None)
         .await?;
     let present = out.stdout_text();
     let missing: Vec<&String> = db.extensions.iter().filter(|e| !present.lines().any(|l| l.trim() == e.as_str())).collect();

@@ -18,7 +18,7 @@ use super::record;
 use crate::providers::docker::names::{LABEL_DEPLOYMENT, LABEL_RELEASE, Slot};
 
 pub async fn recover(t: &Target) -> Result<Vec<String>, StepError> {
-    let Some(ledger) = t.ledger().await else { return Ok(Vec::new()) };
+    let Some(ledger) = t.ledger().await? else { return Ok(Vec::new()) };
     let Some(held) = ledger.lock.clone() else { return Ok(Vec::new()) };
     if !lock::is_orphaned(&held) {
         return Ok(Vec::new());

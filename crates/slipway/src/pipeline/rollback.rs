@@ -59,7 +59,7 @@ pub async fn rollback(t: &Target, to: Option<&str>, yes: bool, progress: &mut Pr
     for note in recover::recover(t).await? {
         progress.note(&note);
     }
-    let ledger = t.ledger().await.ok_or_else(|| {
+    let ledger = t.ledger().await?.ok_or_else(|| {
         StepError::new(format!("nothing is deployed to `{}` yet (no agent runs)", t.config.environment))
             .hint(format!("deploy first: slipway deploy {}", t.config.environment))
     })?;

@@ -38,6 +38,13 @@ pub fn container_env(t: &Target, slot: Slot, release: &str) -> Result<Vec<String
 /// stopped container had that slot's name).
 pub async fn start(t: &Target, slot: Slot, release: &str, deployment_id: &str) -> Result<(), StepError> {
     let name = t.names.slot(slot);
+    // Never replace the container serving traffic, whatever the caller thinks.
+    if let Some(ledger) = t.ledger().await?
+        && ledger.route.as_ref().and_then(|r| r.active.as_ref()).is_some_and(|a| a.target == t.slot_target(slot))
+    {
+        return Err(StepError::new(format!("refusing to replace {name}: it is serving traffic"))
+            .hint("this is a bug in slot selection; run `slipway status` and report it"));
+    }
     let mut labels: HashMap<String, String> = t.names.labels("app");
     labels.insert(LABEL_SLOT.into(), slot.to_string());
     labels.insert(LABEL_RELEASE.into(), release.into());
@@ -69,7 +76,7 @@ pub async fn switch_when_healthy(t: &Target, slot: Slot, release: &str) -> Resul
     let mut last_failure = String::new();
     loop {
         if let Some(c) = t.engine.inspect(&name).await
-            && !c.running
+            && (!c.running || c.crashing)
         {
             let (out, err) = t.engine.logs(&name, Some(15)).await.unwrap_or_default();
             let logs = format!("{}{}", out, err);

@@ -49,6 +49,8 @@ impl Run {
 
 pub struct App {
     pub dir: tempfile::TempDir,
+    // Outside the repository, so snapshots never make the tree dirty.
+    _snapshot_dir: tempfile::TempDir,
     pub name: String,
     pub env: String,
     pub port: u16,
@@ -97,8 +99,9 @@ impl App {
         .unwrap();
         fs::set_permissions(&env_file, fs::Permissions::from_mode(0o600)).unwrap();
         fs::write(root.join(".gitignore"), "ctx/\ndeploy/config/environments/.env.*\n").unwrap();
-        let snapshots = root.join("snapshots");
-        let app = App { dir, name, env, port, snapshots };
+        let snapshot_dir = tempfile::tempdir().unwrap();
+        let snapshots = snapshot_dir.path().join("snapshots");
+        let app = App { dir, _snapshot_dir: snapshot_dir, name, env, port, snapshots };
         app.git(&["init", "-q", "-b", "main"]);
         app.git(&["add", "-A"]);
         app.git(&["-c", "user.name=e2e", "-c", "user.email=e2e@example.org", "commit", "-qm", "initial"]);

@@ -95,6 +95,8 @@ pub struct ContainerInfo {
     pub name: String,
     pub image: String,
     pub running: bool,
+    /// Exited and restarted by the restart policy (or restarting now).
+    pub crashing: bool,
     pub exit_code: Option<i64>,
     pub labels: HashMap<String, String>,
 }
@@ -256,11 +258,16 @@ impl Engine {
         let c = self.docker.inspect_container(name, None).await.ok()?;
         let state = c.state.unwrap_or_default();
         let config = c.config.unwrap_or_default();
+        // A container the restart policy keeps bringing back after it exits
+        // is crashing, not running.
+        let crashing = state.restarting.unwrap_or(false) || c.restart_count.unwrap_or(0) > 0;
+        let running = state.running.unwrap_or(false);
         Some(ContainerInfo {
             name: name.to_string(),
             image: config.image.unwrap_or_default(),
-            running: state.running.unwrap_or(false),
-            exit_code: if state.running.unwrap_or(false) { None } else { state.exit_code },
+            running,
+            crashing,
+            exit_code: if running && !crashing { None } else { state.exit_code },
             labels: config.labels.unwrap_or_default(),
         })
     }
@@ -321,10 +328,11 @@ impl Engine {
     }
 
     pub async fn start(&self, name: &str) -> Result<(), EngineError> {
-        self.docker
-            .start_container(name, None::<bollard::query_parameters::StartContainerOptions>)
-            .await
-            .map_err(|e| EngineError::op(format!("starting container {name}"), e))
+        match self.docker.start_container(name, None::<bollard::query_parameters::StartContainerOptions>).await {
+            // 304: already running, which is what we wanted.
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(e) => Err(EngineError::op(format!("starting container {name}"), e)),
+        }
     }
 
     pub async fn stop(&self, name: &str, timeout: Duration) -> Result<(), EngineError> {
@@ -359,6 +367,7 @@ impl Engine {
                 name: c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default(),
                 image: c.image.unwrap_or_default(),
                 running: c.state.map(|s| s.to_string() == "running").unwrap_or(false),
+                crashing: false,
                 exit_code: None,
                 labels: c.labels.unwrap_or_default(),
             })
@@ -462,6 +471,8 @@ impl Engine {
 fn tar_directory(dir: &Path) -> std::io::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     builder.follow_symlinks(true);
+    // Sparse entries (GNU type 'S') are refused by older engines' tar readers.
+    builder.sparse(false);
     builder.append_dir_all(".", dir)?;
     builder.into_inner()
 }
