@@ -108,8 +108,20 @@ pub async fn create(
         opts.dir
             .join(format!("{}{PARTIAL_SUFFIX}", name.file_name())),
     );
+    let dump_started = Instant::now();
     let (size_bytes, sha256) = dump_to(site, &conn, &opts.compression, partial.path()).await?;
+    tracing::debug!(
+        size_bytes,
+        ms = dump_started.elapsed().as_millis() as u64,
+        "pg_dump streamed to disk"
+    );
+    let verify_started = Instant::now();
     let toc_entries = verify(site, &conn, partial.path()).await?;
+    tracing::debug!(
+        toc_entries,
+        ms = verify_started.elapsed().as_millis() as u64,
+        "pg_restore --list verified the dump"
+    );
     fs_err::rename(partial.path(), &path).map_err(|source| SnapshotError::Io {
         doing: "moving the finished dump into place".into(),
         source,
