@@ -82,9 +82,11 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Steps: preflight, provision + lock, build, database, snapshot, migrate, start, switch, watch, retire.\n\
+#[command(
+    after_help = "Steps: preflight, provision + lock, build, database, snapshot, migrate, start, switch, watch, retire.\n\
 On failure, what the deploy did is undone and traffic stays on (or returns to) the previous release.\n\
-Exit codes: 0 deployed; 1 failed (see the step and hint); 2 bad configuration; 3 lock held; 4 engine unreachable.")]
+Exit codes: 0 deployed; 1 failed (see the step and hint); 2 bad configuration; 3 lock held; 4 engine unreachable."
+)]
 pub struct DeployArgs {
     /// Environment name (e.g. production)
     pub env: String,

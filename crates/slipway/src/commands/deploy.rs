@@ -23,7 +23,10 @@ pub fn run(args: &DeployArgs, global: &GlobalArgs, printer: &Printer) -> Result<
             t.config.settings.app.name, t.config.environment, t.engine.host
         ));
         let mut progress = Progress::new(printer);
-        let opts = DeployOptions { git_ref: args.git_ref.clone(), skip_migrations: args.skip_migrations };
+        let opts = DeployOptions {
+            git_ref: args.git_ref.clone(),
+            skip_migrations: args.skip_migrations,
+        };
         match pipeline::deploy(&t, &opts, &mut progress).await {
             Ok(report) => {
                 if printer.json() {
@@ -38,7 +41,10 @@ pub fn run(args: &DeployArgs, global: &GlobalArgs, printer: &Printer) -> Result<
                         report.total_ms as f64 / 1000.0,
                         report.url
                     ));
-                    printer.line(format!("  curl -s {}", t.public_url(&t.config.settings.health.path)));
+                    printer.line(format!(
+                        "  curl -s {}",
+                        t.public_url(&t.config.settings.health.path)
+                    ));
                 }
                 Ok(())
             }
@@ -49,15 +55,17 @@ pub fn run(args: &DeployArgs, global: &GlobalArgs, printer: &Printer) -> Result<
                         "hint": failure.error.hint, "rolled_back": failure.rolled_back, "steps": failure.steps,
                     }));
                 }
-                let exit = if failure.step == "lock" && failure.error.message.contains("holds the lock") {
-                    Exit::Conflict
-                } else {
-                    Exit::Failed
-                };
+                let exit =
+                    if failure.step == "lock" && failure.error.message.contains("holds the lock") {
+                        Exit::Conflict
+                    } else {
+                        Exit::Failed
+                    };
                 let mut err = step_error(exit, failure.error);
                 err.message = format!("deploy failed at step `{}`: {}", failure.step, err.message);
                 if failure.rolled_back {
-                    err.message.push_str("\n  traffic was switched back to the previous release");
+                    err.message
+                        .push_str("\n  traffic was switched back to the previous release");
                 }
                 Err(err)
             }
@@ -69,13 +77,20 @@ async fn dry_run(t: &Target, args: &DeployArgs, printer: &Printer) -> Result<(),
     let release = release::resolve(&t.config.root, args.git_ref.as_deref())
         .map_err(|e| CliError::new(Exit::BadInput, e.message).hint(e.hint))?;
     release.cleanup(&t.config.root);
-    let ledger = t.ledger().await.map_err(|e| step_error(Exit::Unavailable, e))?;
+    let ledger = t
+        .ledger()
+        .await
+        .map_err(|e| step_error(Exit::Unavailable, e))?;
     let active = Target::active_slot(ledger.as_ref());
     let idle = active.map_or(Slot::Blue, Slot::other);
     let s = &t.config.settings;
     let migrations_dir = t.config.path(&s.database.migrations);
     let migration_files = fs_err::read_dir(&migrations_dir)
-        .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".up.sql")).count())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".up.sql"))
+                .count()
+        })
         .unwrap_or(0);
     let plan = json!({
         "environment": t.config.environment,
@@ -97,9 +112,21 @@ async fn dry_run(t: &Target, args: &DeployArgs, printer: &Printer) -> Result<(),
     if printer.json() {
         printer.json_value(&plan);
     } else {
-        printer.line(format!("plan for {} (dry run: nothing changes)", t.config.environment));
-        printer.line(format!("  engine      {} (Docker {})", t.engine.host, t.engine.server_version));
-        printer.line(format!("  release     {} ({}, {} @ {})", release.id, release.version, release.git_ref, &release.commit[..12.min(release.commit.len())]));
+        printer.line(format!(
+            "plan for {} (dry run: nothing changes)",
+            t.config.environment
+        ));
+        printer.line(format!(
+            "  engine      {} (Docker {})",
+            t.engine.host, t.engine.server_version
+        ));
+        printer.line(format!(
+            "  release     {} ({}, {} @ {})",
+            release.id,
+            release.version,
+            release.git_ref,
+            &release.commit[..12.min(release.commit.len())]
+        ));
         printer.line(format!("  image       {}", t.names.image(&release.id)));
         printer.line(format!(
             "  slots       {} → {} ({})",
@@ -107,14 +134,29 @@ async fn dry_run(t: &Target, args: &DeployArgs, printer: &Printer) -> Result<(),
             idle,
             t.names.slot(idle)
         ));
-        printer.line(format!("  database    {:?} {} ({}), extensions {:?}", s.database.mode, t.names.database(), s.database.image, s.database.extensions));
+        printer.line(format!(
+            "  database    {:?} {} ({}), extensions {:?}",
+            s.database.mode,
+            t.names.database(),
+            s.database.image,
+            s.database.extensions
+        ));
         printer.line(format!(
             "  migrations  {} ({} up files){}",
             migrations_dir.display(),
             migration_files,
-            if args.skip_migrations { ", skipped" } else { ", after a snapshot" }
+            if args.skip_migrations {
+                ", skipped"
+            } else {
+                ", after a snapshot"
+            }
         ));
-        printer.line(format!("  switch      when {} passes {}× through the agent, then watch {}", s.health.path, s.health.healthy_threshold, String::from(s.deployment.watch_window.clone())));
+        printer.line(format!(
+            "  switch      when {} passes {}× through the agent, then watch {}",
+            s.health.path,
+            s.health.healthy_threshold,
+            String::from(s.deployment.watch_window.clone())
+        ));
         printer.line(format!("  serves      {}", t.public_url("/")));
     }
     Ok(())

@@ -11,21 +11,33 @@ pub fn run(args: &HistoryArgs, global: &GlobalArgs, printer: &Printer) -> Result
     block_on(async {
         let t = connect(global, &args.env, printer).await?;
         if t.engine.inspect(&t.names.agent()).await.is_none() {
-            return Err(CliError::new(Exit::Failed, format!("nothing deployed to `{}` yet", args.env))
-                .hint(format!("deploy first: slipway deploy {}", args.env)));
+            return Err(CliError::new(
+                Exit::Failed,
+                format!("nothing deployed to `{}` yet", args.env),
+            )
+            .hint(format!("deploy first: slipway deploy {}", args.env)));
         }
         let result = t
-            .agent_call(AdminRequest::HistoryList(HistoryListArgs { app: t.names.route(), limit: Some(args.limit) }))
+            .agent_call(AdminRequest::HistoryList(HistoryListArgs {
+                app: t.names.route(),
+                limit: Some(args.limit),
+            }))
             .await
             .map_err(|e| CliError::new(Exit::Unavailable, e.to_string()))?;
         let AdminResult::History { deployments } = result else {
-            return Err(CliError::new(Exit::Failed, "unexpected answer from the agent"));
+            return Err(CliError::new(
+                Exit::Failed,
+                "unexpected answer from the agent",
+            ));
         };
         if printer.json() {
             printer.json_value(&deployments);
             return Ok(());
         }
-        printer.line(format!("{:<32} {:<20} {:<12} {:<6} {:<8} {:<22} BY", "DEPLOYMENT", "RELEASE", "STATUS", "SLOT", "SECONDS", "AT"));
+        printer.line(format!(
+            "{:<32} {:<20} {:<12} {:<6} {:<8} {:<22} BY",
+            "DEPLOYMENT", "RELEASE", "STATUS", "SLOT", "SECONDS", "AT"
+        ));
         for d in deployments {
             printer.line(format!(
                 "{:<32} {:<20} {:<12} {:<6} {:<8} {:<22} {}{}",
@@ -33,10 +45,15 @@ pub fn run(args: &HistoryArgs, global: &GlobalArgs, printer: &Printer) -> Result
                 d.version,
                 d.status,
                 d.active_slot.as_deref().unwrap_or("-"),
-                d.duration_ms.map_or("-".to_string(), |ms| format!("{:.1}", ms as f64 / 1000.0)),
-                d.deployed_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                d.duration_ms
+                    .map_or("-".to_string(), |ms| format!("{:.1}", ms as f64 / 1000.0)),
+                d.deployed_at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
                 d.deployed_by,
-                d.error.map(|e| format!("\n    error: {e}")).unwrap_or_default()
+                d.error
+                    .map(|e| format!("\n    error: {e}"))
+                    .unwrap_or_default()
             ));
         }
         Ok(())

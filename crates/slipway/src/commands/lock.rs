@@ -20,7 +20,12 @@ pub fn run(cmd: &LockCommand, global: &GlobalArgs, printer: &Printer) -> Result<
             printer.line("lock free (nothing deployed yet)");
             return Ok(());
         }
-        let current = match t.agent_call(AdminRequest::LockStatus(AppArgs { app: t.names.route() })).await {
+        let current = match t
+            .agent_call(AdminRequest::LockStatus(AppArgs {
+                app: t.names.route(),
+            }))
+            .await
+        {
             Ok(AdminResult::Lock(report)) => report.lock,
             Ok(_) => None,
             Err(e) => return Err(CliError::new(Exit::Unavailable, e.to_string())),
@@ -42,7 +47,11 @@ pub fn run(cmd: &LockCommand, global: &GlobalArgs, printer: &Printer) -> Result<
                         Some(l) => printer.line(format!(
                             "locked by {}{}",
                             lock::describe(l),
-                            if lock::is_orphaned(l) { " — its process is gone; the next deploy or status repairs it" } else { "" }
+                            if lock::is_orphaned(l) {
+                                " — its process is gone; the next deploy or status repairs it"
+                            } else {
+                                ""
+                            }
                         )),
                         None => printer.line("lock free"),
                     }
@@ -55,10 +64,15 @@ pub fn run(cmd: &LockCommand, global: &GlobalArgs, printer: &Printer) -> Result<
                     return Ok(());
                 };
                 if !force && !lock::is_orphaned(&l) {
-                    return Err(CliError::new(Exit::Conflict, format!("the lock is held by a live deploy: {}", lock::describe(&l)))
-                        .hint("wait for it, or pass --force if you know it is dead"));
+                    return Err(CliError::new(
+                        Exit::Conflict,
+                        format!("the lock is held by a live deploy: {}", lock::describe(&l)),
+                    )
+                    .hint("wait for it, or pass --force if you know it is dead"));
                 }
-                lock::release_force(&t, &l.lock_id).await.map_err(|e| step_error(Exit::Failed, e))?;
+                lock::release_force(&t, &l.lock_id)
+                    .await
+                    .map_err(|e| step_error(Exit::Failed, e))?;
                 printer.success(&format!("released the lock of {}", l.locked_by));
                 Ok(())
             }

@@ -26,15 +26,21 @@ pub fn run(args: &LogsArgs, global: &GlobalArgs, printer: &Printer) -> Result<()
                     .hint("only the current and previous releases' containers are kept; `slipway history` shows each deployment's error")
             })?
         } else {
-            let ledger = t.ledger().await.map_err(|e| super::step_error(Exit::Unavailable, e))?;
+            let ledger = t
+                .ledger()
+                .await
+                .map_err(|e| super::step_error(Exit::Unavailable, e))?;
             let slot = Target::active_slot(ledger.as_ref()).ok_or_else(|| {
-                CliError::new(Exit::Failed, format!("no release serves `{}`", args.env)).hint(format!("deploy first: slipway deploy {}", args.env))
+                CliError::new(Exit::Failed, format!("no release serves `{}`", args.env))
+                    .hint(format!("deploy first: slipway deploy {}", args.env))
             })?;
             t.names.slot(slot)
         };
         printer.note(&format!("logs of {container}"));
         t.engine
-            .stream_logs(&container, args.follow, &args.tail, |chunk| printer.line(chunk.trim_end_matches('\n')))
+            .stream_logs(&container, args.follow, &args.tail, |chunk| {
+                printer.line(chunk.trim_end_matches('\n'))
+            })
             .await
             .map_err(|e| CliError::new(Exit::Unavailable, e.to_string()))
     })

@@ -83,18 +83,31 @@ pub fn load_config(
 }
 
 /// Runs an async command body on a fresh runtime.
-pub fn block_on<T>(future: impl std::future::Future<Output = Result<T, CliError>>) -> Result<T, CliError> {
+pub fn block_on<T>(
+    future: impl std::future::Future<Output = Result<T, CliError>>,
+) -> Result<T, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::new(crate::exit::Exit::Failed, format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| {
+            CliError::new(
+                crate::exit::Exit::Failed,
+                format!("cannot start the async runtime: {e}"),
+            )
+        })?;
     runtime.block_on(future)
 }
 
 /// Loads the configuration and connects to the environment's engine.
-pub async fn connect(global: &GlobalArgs, env: &str, printer: &Printer) -> Result<crate::pipeline::context::Target, CliError> {
+pub async fn connect(
+    global: &GlobalArgs,
+    env: &str,
+    printer: &Printer,
+) -> Result<crate::pipeline::context::Target, CliError> {
     let config = load_config(global, env, printer)?;
-    crate::pipeline::context::Target::connect(config).await.map_err(|e| step_error(crate::exit::Exit::Unavailable, e))
+    crate::pipeline::context::Target::connect(config)
+        .await
+        .map_err(|e| step_error(crate::exit::Exit::Unavailable, e))
 }
 
 pub fn step_error(exit: crate::exit::Exit, e: crate::pipeline::context::StepError) -> CliError {

@@ -29,7 +29,11 @@ pub fn run(args: &RollbackArgs, global: &GlobalArgs, printer: &Printer) -> Resul
             }
             Err(RollbackError::Confirm(c)) => Err(CliError::new(Exit::Conflict, c.message)),
             Err(RollbackError::Step(e)) => {
-                let exit = if e.message.contains("holds the lock") { Exit::Conflict } else { Exit::Failed };
+                let exit = if e.message.contains("holds the lock") {
+                    Exit::Conflict
+                } else {
+                    Exit::Failed
+                };
                 Err(step_error(exit, e))
             }
         }

@@ -14,10 +14,16 @@ use crate::pipeline::{http_probe, lock, recover};
 pub fn run(env: &str, global: &crate::cli::GlobalArgs, printer: &Printer) -> Result<(), CliError> {
     block_on(async {
         let t = connect(global, env, printer).await?;
-        for note in recover::recover(&t).await.map_err(|e| step_error(Exit::Failed, e))? {
+        for note in recover::recover(&t)
+            .await
+            .map_err(|e| step_error(Exit::Failed, e))?
+        {
             printer.note(&format!("repair: {note}"));
         }
-        let ledger = t.ledger().await.map_err(|e| step_error(Exit::Unavailable, e))?;
+        let ledger = t
+            .ledger()
+            .await
+            .map_err(|e| step_error(Exit::Unavailable, e))?;
         let health = live_health(&t).await;
         let lock_json = match ledger.as_ref().and_then(|l| l.lock.clone()) {
             Some(l) => {
@@ -27,7 +33,10 @@ pub fn run(env: &str, global: &crate::cli::GlobalArgs, printer: &Printer) -> Res
             }
             None => json!({ "locked": false }),
         };
-        let mut current = ledger.as_ref().and_then(|l| l.current_deployment.clone()).map(|d| serde_json::to_value(d).unwrap_or(Value::Null));
+        let mut current = ledger
+            .as_ref()
+            .and_then(|l| l.current_deployment.clone())
+            .map(|d| serde_json::to_value(d).unwrap_or(Value::Null));
         if let (Some(c), Some((status, _))) = (current.as_mut(), &health) {
             c["health_status"] = json!(status);
         }
@@ -45,27 +54,44 @@ pub fn run(env: &str, global: &crate::cli::GlobalArgs, printer: &Printer) -> Res
             return Ok(());
         }
         let Some(ledger) = ledger else {
-            printer.line(format!("{}: nothing deployed yet (no agent on {})", t.config.environment, t.engine.host));
-            printer.line(format!("  deploy with: slipway deploy {}", t.config.environment));
+            printer.line(format!(
+                "{}: nothing deployed yet (no agent on {})",
+                t.config.environment, t.engine.host
+            ));
+            printer.line(format!(
+                "  deploy with: slipway deploy {}",
+                t.config.environment
+            ));
             return Ok(());
         };
-        printer.line(format!("{} {} on {}", t.config.settings.app.name, t.config.environment, t.engine.host));
+        printer.line(format!(
+            "{} {} on {}",
+            t.config.settings.app.name, t.config.environment, t.engine.host
+        ));
         match &ledger.current_deployment {
             Some(d) => printer.line(format!(
                 "  current   {} ({} slot), deployed {} by {}",
                 d.version,
                 d.active_slot.as_deref().unwrap_or("?"),
-                d.deployed_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                d.deployed_at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
                 d.deployed_by
             )),
             None => printer.line("  current   none"),
         }
         if let Some(d) = &ledger.previous_deployment {
-            printer.line(format!("  previous  {} ({} slot, kept for rollback)", d.version, d.active_slot.as_deref().unwrap_or("?")));
+            printer.line(format!(
+                "  previous  {} ({} slot, kept for rollback)",
+                d.version,
+                d.active_slot.as_deref().unwrap_or("?")
+            ));
         }
         match &health {
             Some((status, detail)) => printer.line(format!("  health    {status} ({detail})")),
-            None => printer.line("  health    unknown (remote engine: check the service's health URL)"),
+            None => {
+                printer.line("  health    unknown (remote engine: check the service's health URL)")
+            }
         }
         match &ledger.lock {
             Some(l) => printer.line(format!("  lock      held by {}", lock::describe(l))),
@@ -84,16 +110,27 @@ async fn live_health(t: &Target) -> Option<(String, String)> {
     }
     let client = http_probe::client();
     let url = t.public_url(&t.config.settings.health.path);
-    Some(match http_probe::get(&client, &url, t.config.settings.health.timeout.0).await {
-        Ok(p) => {
-            let reported = serde_json::from_str::<Value>(&p.body).ok().and_then(|v| v.get("status").and_then(|s| s.as_str()).map(String::from));
-            let status = match (p.status, reported.as_deref()) {
-                (200..=299, Some("degraded")) => "degraded",
-                (200..=299, _) => "healthy",
-                _ => "unhealthy",
-            };
-            (status.to_string(), format!("HTTP {} from release {}", p.status, p.release.unwrap_or_else(|| "?".into())))
-        }
-        Err(e) => ("unhealthy".to_string(), e),
-    })
+    Some(
+        match http_probe::get(&client, &url, t.config.settings.health.timeout.0).await {
+            Ok(p) => {
+                let reported = serde_json::from_str::<Value>(&p.body)
+                    .ok()
+                    .and_then(|v| v.get("status").and_then(|s| s.as_str()).map(String::from));
+                let status = match (p.status, reported.as_deref()) {
+                    (200..=299, Some("degraded")) => "degraded",
+                    (200..=299, _) => "healthy",
+                    _ => "unhealthy",
+                };
+                (
+                    status.to_string(),
+                    format!(
+                        "HTTP {} from release {}",
+                        p.status,
+                        p.release.unwrap_or_else(|| "?".into())
+                    ),
+                )
+            }
+            Err(e) => ("unhealthy".to_string(), e),
+        },
+    )
 }

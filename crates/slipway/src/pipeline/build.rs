@@ -18,7 +18,11 @@ pub const LABEL_REF: &str = "slipway.ref";
 pub const LABEL_DEPLOYER: &str = "slipway.deployer";
 
 /// Returns whether an image was built (false: reused).
-pub async fn image(t: &Target, release: &Release, progress: &Progress<'_>) -> Result<bool, StepError> {
+pub async fn image(
+    t: &Target,
+    release: &Release,
+    progress: &Progress<'_>,
+) -> Result<bool, StepError> {
     let tag = t.names.image(&release.id);
     if let Some(labels) = t.engine.image_labels(&tag).await
         && labels.get(LABEL_RELEASE) == Some(&release.id)
@@ -47,7 +51,14 @@ pub async fn image(t: &Target, release: &Release, progress: &Progress<'_>) -> Re
             .map_err(|e| StepError::new(format!("cannot run the build command: {e}")))?;
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
-            let tail: Vec<&str> = stderr.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
+            let tail: Vec<&str> = stderr
+                .lines()
+                .rev()
+                .take(15)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
             return Err(StepError::new(format!(
                 "the build command failed ({}):\n{}",
                 out.status,
@@ -58,8 +69,11 @@ pub async fn image(t: &Target, release: &Release, progress: &Progress<'_>) -> Re
     }
     let context = release.source_root.join(&build.context);
     if !context.is_dir() {
-        return Err(StepError::new(format!("the build context {} does not exist", context.display()))
-            .hint("check app.build.context (and that app.build.command creates it)"));
+        return Err(StepError::new(format!(
+            "the build context {} does not exist",
+            context.display()
+        ))
+        .hint("check app.build.context (and that app.build.command creates it)"));
     }
     // The Dockerfile path is relative to the repository root; the engine
     // wants it relative to the context.
@@ -86,7 +100,8 @@ pub async fn image(t: &Target, release: &Release, progress: &Progress<'_>) -> Re
     labels.insert("slipway.managed".into(), "true".into());
     let mut args: HashMap<String, String> = build.args.clone().into_iter().collect();
     for (k, v) in &env_vars {
-        args.entry(k.trim_start_matches("SLIPWAY_").to_string()).or_insert_with(|| v.clone());
+        args.entry(k.trim_start_matches("SLIPWAY_").to_string())
+            .or_insert_with(|| v.clone());
     }
     let tags = vec![tag.clone()];
     let printer = progress.printer();
@@ -96,6 +111,9 @@ pub async fn image(t: &Target, release: &Release, progress: &Progress<'_>) -> Re
             let _ = printer;
         })
         .await
-        .map_err(|e| StepError::new(e.to_string()).hint("fix the Dockerfile or context; nothing was changed on the target"))?;
+        .map_err(|e| {
+            StepError::new(e.to_string())
+                .hint("fix the Dockerfile or context; nothing was changed on the target")
+        })?;
     Ok(true)
 }

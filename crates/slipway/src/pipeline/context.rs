@@ -26,7 +26,10 @@ pub struct StepError {
 
 impl StepError {
     pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), hint: None }
+        Self {
+            message: message.into(),
+            hint: None,
+        }
     }
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
@@ -45,7 +48,9 @@ impl From<AgentError> for StepError {
     fn from(e: AgentError) -> Self {
         let hint = match &e {
             AgentError::Unreachable { container, .. } => {
-                format!("check the agent: `docker logs {container}`; `slipway deploy` starts it again")
+                format!(
+                    "check the agent: `docker logs {container}`; `slipway deploy` starts it again"
+                )
             }
             AgentError::Refused(_) => "see the agent's message above".to_string(),
         };
@@ -55,16 +60,31 @@ impl From<AgentError> for StepError {
 
 impl From<crate::tasks::TaskError> for StepError {
     fn from(e: crate::tasks::TaskError) -> Self {
-        StepError { message: e.message.clone(), hint: e.hint.clone() }
+        StepError {
+            message: e.message.clone(),
+            hint: e.hint.clone(),
+        }
     }
 }
 
 impl Target {
     pub async fn connect(config: ResolvedConfig) -> Result<Self, StepError> {
-        let host = config.settings.providers.docker.as_ref().and_then(|d| d.host.clone());
+        let host = config
+            .settings
+            .providers
+            .docker
+            .as_ref()
+            .and_then(|d| d.host.clone());
         let engine = Engine::connect(host.as_deref()).await?;
-        let names = crate::providers::docker::names::Names::new(&config.settings.app.name, &config.environment);
-        Ok(Self { config, engine, names })
+        let names = crate::providers::docker::names::Names::new(
+            &config.settings.app.name,
+            &config.environment,
+        );
+        Ok(Self {
+            config,
+            engine,
+            names,
+        })
     }
 
     pub fn agent(&self) -> AgentClient<'_> {
@@ -79,22 +99,43 @@ impl Target {
     /// container exists yet. An agent that exists but does not answer is an
     /// error: guessing "nothing deployed" could replace the live slot.
     pub async fn ledger(&self) -> Result<Option<AppLedger>, StepError> {
-        let Some(agent) = self.engine.inspect(&self.names.agent()).await else { return Ok(None) };
+        let Some(agent) = self.engine.inspect(&self.names.agent()).await else {
+            return Ok(None);
+        };
         if !agent.running {
-            return Err(StepError::new(format!("the agent {} is not running", self.names.agent()))
-                .hint(format!("`slipway deploy {}` starts it again; `docker logs {}` says why it stopped", self.config.environment, self.names.agent())));
+            return Err(
+                StepError::new(format!("the agent {} is not running", self.names.agent())).hint(
+                    format!(
+                        "`slipway deploy {}` starts it again; `docker logs {}` says why it stopped",
+                        self.config.environment,
+                        self.names.agent()
+                    ),
+                ),
+            );
         }
         let mut last = None;
         // The exec can fail transiently on a loaded host; a few tries.
         for _ in 0..3 {
-            match self.agent_call(AdminRequest::State(AppArgs { app: self.names.route() })).await {
+            match self
+                .agent_call(AdminRequest::State(AppArgs {
+                    app: self.names.route(),
+                }))
+                .await
+            {
                 Ok(AdminResult::State { state }) => return Ok(Some(*state)),
-                Ok(other) => return Err(StepError::new(format!("unexpected agent answer: {other:?}"))),
+                Ok(other) => {
+                    return Err(StepError::new(format!(
+                        "unexpected agent answer: {other:?}"
+                    )));
+                }
                 Err(e) => last = Some(e),
             }
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         }
-        Err(last.map_or_else(|| StepError::new("the agent did not answer"), StepError::from))
+        Err(last.map_or_else(
+            || StepError::new("the agent did not answer"),
+            StepError::from,
+        ))
     }
 
     /// The slot serving traffic now, from the agent's route.
@@ -115,11 +156,18 @@ impl Target {
     }
 
     pub fn public_url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.config.settings.deployment.public_port)
+        format!(
+            "http://127.0.0.1:{}{path}",
+            self.config.settings.deployment.public_port
+        )
     }
 
     /// `host:port` of a slot as the agent sees it on the environment's network.
     pub fn slot_target(&self, slot: Slot) -> String {
-        format!("{}:{}", self.names.slot(slot), self.config.settings.app.port)
+        format!(
+            "{}:{}",
+            self.names.slot(slot),
+            self.config.settings.app.port
+        )
     }
 }

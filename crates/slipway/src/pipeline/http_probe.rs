@@ -15,7 +15,8 @@ pub struct Probe {
     pub latency: Duration,
 }
 
-pub type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<bytes::Bytes>>;
+pub type HttpClient =
+    Client<hyper_util::client::legacy::connect::HttpConnector, Empty<bytes::Bytes>>;
 
 pub fn client() -> HttpClient {
     Client::builder(TokioExecutor::new()).build_http()
@@ -41,5 +42,10 @@ pub async fn get(client: &HttpClient, url: &str, timeout: Duration) -> Result<Pr
         .map_err(|e| e.to_string())?
         .to_bytes();
     let body = String::from_utf8_lossy(&body[..body.len().min(2048)]).into_owned();
-    Ok(Probe { status, release, body, latency: started.elapsed() })
+    Ok(Probe {
+        status,
+        release,
+        body,
+        latency: started.elapsed(),
+    })
 }

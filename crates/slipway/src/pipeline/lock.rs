@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use slipway_core::admin::{AdminErrorKind, AdminRequest, AdminResult, LockAcquireArgs, LockRefArgs};
+use slipway_core::admin::{
+    AdminErrorKind, AdminRequest, AdminResult, LockAcquireArgs, LockRefArgs,
+};
 use slipway_core::ledger::Lock;
 
 use super::context::{StepError, Target};
@@ -69,18 +71,29 @@ pub async fn acquire(t: &Target, deployment_id: &str) -> Result<Held, StepError>
                 None => Err(StepError::new(e.message.clone())),
             }
         }
-        Ok(other) => Err(StepError::new(format!("unexpected agent answer: {other:?}"))),
+        Ok(other) => Err(StepError::new(format!(
+            "unexpected agent answer: {other:?}"
+        ))),
         Err(e) => Err(e.into()),
     }
 }
 
 fn held(report: slipway_core::admin::LockReport) -> Result<Held, StepError> {
-    let lock = report.lock.ok_or_else(|| StepError::new("the agent granted no lock"))?;
-    Ok(Held { lock, warning: report.warning })
+    let lock = report
+        .lock
+        .ok_or_else(|| StepError::new("the agent granted no lock"))?;
+    Ok(Held {
+        lock,
+        warning: report.warning,
+    })
 }
 
 pub async fn release(t: &Target, lock_id: &str) -> Result<(), StepError> {
-    let request = AdminRequest::LockRelease(LockRefArgs { app: t.names.route(), lock_id: lock_id.to_string(), force: false });
+    let request = AdminRequest::LockRelease(LockRefArgs {
+        app: t.names.route(),
+        lock_id: lock_id.to_string(),
+        force: false,
+    });
     match t.agent_call(request).await {
         Ok(_) => Ok(()),
         Err(AgentError::Refused(e)) if e.kind == AdminErrorKind::LockNotHeld => Ok(()),
@@ -89,7 +102,11 @@ pub async fn release(t: &Target, lock_id: &str) -> Result<(), StepError> {
 }
 
 pub async fn release_force(t: &Target, lock_id: &str) -> Result<(), StepError> {
-    let request = AdminRequest::LockRelease(LockRefArgs { app: t.names.route(), lock_id: lock_id.to_string(), force: true });
+    let request = AdminRequest::LockRelease(LockRefArgs {
+        app: t.names.route(),
+        lock_id: lock_id.to_string(),
+        force: true,
+    });
     match t.agent_call(request).await {
         Ok(_) => Ok(()),
         Err(AgentError::Refused(e)) if e.kind == AdminErrorKind::LockNotHeld => Ok(()),
@@ -99,16 +116,28 @@ pub async fn release_force(t: &Target, lock_id: &str) -> Result<(), StepError> {
 
 /// Renews the lock every `every` until the returned guard is dropped.
 pub fn heartbeat(t: &Target, lock_id: &str, every: Duration) -> tokio::task::JoinHandle<()> {
-    let host = t.config.settings.providers.docker.as_ref().and_then(|d| d.host.clone());
+    let host = t
+        .config
+        .settings
+        .providers
+        .docker
+        .as_ref()
+        .and_then(|d| d.host.clone());
     let container = t.names.agent();
     let app = t.names.route();
     let lock_id = lock_id.to_string();
     tokio::spawn(async move {
-        let Ok(engine) = crate::providers::docker::Engine::connect(host.as_deref()).await else { return };
+        let Ok(engine) = crate::providers::docker::Engine::connect(host.as_deref()).await else {
+            return;
+        };
         let client = crate::providers::docker::AgentClient::new(&engine, container);
         loop {
             tokio::time::sleep(every).await;
-            let request = AdminRequest::LockRenew(LockRefArgs { app: app.clone(), lock_id: lock_id.clone(), force: false });
+            let request = AdminRequest::LockRenew(LockRefArgs {
+                app: app.clone(),
+                lock_id: lock_id.clone(),
+                force: false,
+            });
             if let Err(e) = client.call(&request).await {
                 tracing::warn!("renewing the deploy lock failed: {e}");
             }

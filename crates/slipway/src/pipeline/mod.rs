@@ -68,9 +68,16 @@ pub struct DeployFailure {
     pub steps: Vec<StepRecord>,
 }
 
-pub async fn deploy(t: &Target, opts: &DeployOptions, progress: &mut Progress<'_>) -> Result<DeployReport, DeployFailure> {
+pub async fn deploy(
+    t: &Target,
+    opts: &DeployOptions,
+    progress: &mut Progress<'_>,
+) -> Result<DeployReport, DeployFailure> {
     let deployment_id = record::new_deployment_id();
-    let mut state = Run { id: deployment_id.clone(), ..Run::default() };
+    let mut state = Run {
+        id: deployment_id.clone(),
+        ..Run::default()
+    };
     let result = run(t, opts, progress, &mut state).await;
     let failure = match result {
         Ok(report) => return Ok(report),
@@ -87,7 +94,10 @@ pub async fn deploy(t: &Target, opts: &DeployOptions, progress: &mut Progress<'_
             let drain = t.config.settings.deployment.drain_timeout.0.as_millis() as u64;
             let started = Instant::now();
             let back = t
-                .agent_call(AdminRequest::Rollback(RollbackArgs { app: t.names.route(), drain_timeout_ms: drain }))
+                .agent_call(AdminRequest::Rollback(RollbackArgs {
+                    app: t.names.route(),
+                    drain_timeout_ms: drain,
+                }))
                 .await;
             rolled_back = back.is_ok();
             progress.done(
@@ -95,7 +105,10 @@ pub async fn deploy(t: &Target, opts: &DeployOptions, progress: &mut Progress<'_
                 started,
                 rolled_back,
                 match &back {
-                    Ok(_) => format!("traffic is back on {}", state.previous.clone().unwrap_or_default()),
+                    Ok(_) => format!(
+                        "traffic is back on {}",
+                        state.previous.clone().unwrap_or_default()
+                    ),
                     Err(e) => format!("FAILED: {e}"),
                 },
             );
@@ -105,7 +118,10 @@ pub async fn deploy(t: &Target, opts: &DeployOptions, progress: &mut Progress<'_
         && (!state.switched || rolled_back)
     {
         let _ = t.engine.remove(&t.names.slot(slot)).await;
-        progress.note(&format!("removed the new release's container {}", t.names.slot(slot)));
+        progress.note(&format!(
+            "removed the new release's container {}",
+            t.names.slot(slot)
+        ));
     }
     if let Some(release) = &state.release {
         let mut extra = BTreeMap::new();
@@ -134,7 +150,12 @@ pub async fn deploy(t: &Target, opts: &DeployOptions, progress: &mut Progress<'_
     if let Some(h) = state.heartbeat.take() {
         h.abort();
     }
-    Err(DeployFailure { step: failure.0, error: failure.1, rolled_back, steps: progress.steps.clone() })
+    Err(DeployFailure {
+        step: failure.0,
+        error: failure.1,
+        rolled_back,
+        steps: progress.steps.clone(),
+    })
 }
 
 /// What this deploy has done so far (for the undo).
@@ -158,60 +179,138 @@ fn at(step: &str) -> impl FnOnce(StepError) -> Failed + '_ {
     move |e| (step.to_string(), e)
 }
 
-async fn run(t: &Target, opts: &DeployOptions, progress: &mut Progress<'_>, state: &mut Run) -> Result<DeployReport, Failed> {
+async fn run(
+    t: &Target,
+    opts: &DeployOptions,
+    progress: &mut Progress<'_>,
+    state: &mut Run,
+) -> Result<DeployReport, Failed> {
     let command_started = Instant::now();
 
     // 2. preflight: the git ref, and repair of an interrupted earlier run.
     let s = Instant::now();
-    let release = release::resolve(&t.config.root, opts.git_ref.as_deref())
-        .map_err(|e| ("preflight".to_string(), StepError::new(e.message).hint(e.hint)))?;
+    let release = release::resolve(&t.config.root, opts.git_ref.as_deref()).map_err(|e| {
+        (
+            "preflight".to_string(),
+            StepError::new(e.message).hint(e.hint),
+        )
+    })?;
     state.release = Some(release.clone());
     for note in recover::recover(t).await.map_err(at("preflight"))? {
         progress.note(&note);
     }
-    progress.done("preflight", s, true, format!("engine {} (API {}), release {} ({})", t.engine.server_version, t.engine.api_version, release.id, release.version));
+    progress.done(
+        "preflight",
+        s,
+        true,
+        format!(
+            "engine {} (API {}), release {} ({})",
+            t.engine.server_version, t.engine.api_version, release.id, release.version
+        ),
+    );
 
     // 3. network + agent, then the lock.
     let s = Instant::now();
-    let tools_image = tasks::ensure_tools_image(&t.engine, &|l: &str| tracing::info!("{l}")).await.map_err(|e| ("provision".to_string(), e.into()))?;
+    let tools_image = tasks::ensure_tools_image(&t.engine, &|l: &str| tracing::info!("{l}"))
+        .await
+        .map_err(|e| ("provision".to_string(), e.into()))?;
     provision::network(t).await.map_err(at("provision"))?;
-    let agent_created = provision::agent(t, &tools_image).await.map_err(at("provision"))?;
-    progress.done("provision", s, true, format!("network {}, agent {}{}", t.names.network(), t.names.agent(), if agent_created { " (created)" } else { "" }));
+    let agent_created = provision::agent(t, &tools_image)
+        .await
+        .map_err(at("provision"))?;
+    progress.done(
+        "provision",
+        s,
+        true,
+        format!(
+            "network {}, agent {}{}",
+            t.names.network(),
+            t.names.agent(),
+            if agent_created { " (created)" } else { "" }
+        ),
+    );
     let s = Instant::now();
     let held = lock::acquire(t, &state.id).await.map_err(at("lock"))?;
     if let Some(w) = &held.warning {
         progress.note(w);
     }
     state.lock_id = Some(held.lock.lock_id.clone());
-    state.heartbeat = Some(lock::heartbeat(t, &held.lock.lock_id, Duration::from_secs(60)));
+    state.heartbeat = Some(lock::heartbeat(
+        t,
+        &held.lock.lock_id,
+        Duration::from_secs(60),
+    ));
     let ledger = t.ledger().await.map_err(at("lock"))?;
     let active = Target::active_slot(ledger.as_ref());
-    state.previous = ledger.as_ref().and_then(|l| l.route.as_ref()?.active.as_ref().map(|a| a.release.clone()));
+    state.previous = ledger
+        .as_ref()
+        .and_then(|l| l.route.as_ref()?.active.as_ref().map(|a| a.release.clone()));
     let idle = active.map_or(Slot::Blue, Slot::other);
-    record::record(t, record::deployment(&state.id, &release, record::Outcome {
-        status: "in_progress", health: "unknown", slot: Some(idle.to_string()), migrations_run: None, error: None, duration_ms: None, extra: BTreeMap::new(),
-    }))
+    record::record(
+        t,
+        record::deployment(
+            &state.id,
+            &release,
+            record::Outcome {
+                status: "in_progress",
+                health: "unknown",
+                slot: Some(idle.to_string()),
+                migrations_run: None,
+                error: None,
+                duration_ms: None,
+                extra: BTreeMap::new(),
+            },
+        ),
+    )
     .await
     .map_err(at("lock"))?;
-    progress.done("lock", s, true, format!("held as {} ({})", held.lock.locked_by, held.lock.lock_id));
+    progress.done(
+        "lock",
+        s,
+        true,
+        format!("held as {} ({})", held.lock.locked_by, held.lock.lock_id),
+    );
 
     // 4. build.
     let s = Instant::now();
-    let built = build::image(t, &release, progress).await.map_err(at("build"))?;
+    let built = build::image(t, &release, progress)
+        .await
+        .map_err(at("build"))?;
     let image = t.names.image(&release.id);
-    progress.done("build", s, true, format!("{image}{}", if built { "" } else { " (cached)" }));
+    progress.done(
+        "build",
+        s,
+        true,
+        format!("{image}{}", if built { "" } else { " (cached)" }),
+    );
 
     // 5. database.
     let s = Instant::now();
     let created = provision::database(t).await.map_err(at("database"))?;
-    progress.done("database", s, true, if created.is_empty() { "ready, extensions checked".to_string() } else { format!("created {}", created.join(", ")) });
+    progress.done(
+        "database",
+        s,
+        true,
+        if created.is_empty() {
+            "ready, extensions checked".to_string()
+        } else {
+            format!("created {}", created.join(", "))
+        },
+    );
 
     // 6. snapshot (only when there is a schema to protect).
-    let ctx = TaskContext { engine: &t.engine, names: &t.names, config: &t.config };
+    let ctx = TaskContext {
+        engine: &t.engine,
+        names: &t.names,
+        config: &t.config,
+    };
     let mut snapshot = None;
     if !opts.skip_migrations {
         let s = Instant::now();
-        if tasks::database_has_schema(&ctx).await.map_err(|e| ("snapshot".to_string(), e.into()))? {
+        if tasks::database_has_schema(&ctx)
+            .await
+            .map_err(|e| ("snapshot".to_string(), e.into()))?
+        {
             let snap = tasks::snapshot_create(&ctx, "pre-migrate", &release.id, &release.commit)
                 .await
                 .map_err(|e| ("snapshot".to_string(), e.into()))?;
@@ -220,7 +319,12 @@ async fn run(t: &Target, opts: &DeployOptions, progress: &mut Progress<'_>, stat
             snapshot = Some(path);
             state.snapshot = snapshot.clone();
         } else {
-            progress.done("snapshot", s, true, "skipped: the database has no schema yet");
+            progress.done(
+                "snapshot",
+                s,
+                true,
+                "skipped: the database has no schema yet",
+            );
         }
     }
 
@@ -228,19 +332,42 @@ async fn run(t: &Target, opts: &DeployOptions, progress: &mut Progress<'_>, stat
     let mut migrations = json!(null);
     if !opts.skip_migrations {
         let s = Instant::now();
-        let dir = release.source_root.join(&t.config.settings.database.migrations);
-        let report = tasks::migrate(&ctx, &tools_image, &dir, MigrateAction::Up { limit: None }, Some(&release.id)).await;
+        let dir = release
+            .source_root
+            .join(&t.config.settings.database.migrations);
+        let report = tasks::migrate(
+            &ctx,
+            &tools_image,
+            &dir,
+            MigrateAction::Up { limit: None },
+            Some(&release.id),
+        )
+        .await;
         match report {
             Ok(r) => {
-                let applied = r.get("applied").and_then(|a| a.as_array()).map_or(0, |a| a.len());
+                let applied = r
+                    .get("applied")
+                    .and_then(|a| a.as_array())
+                    .map_or(0, |a| a.len());
                 state.migrations_run = Some(applied as u32);
-                progress.done("migrate", s, true, format!("{applied} applied, now at version {}", r.get("to").map(|v| v.to_string()).unwrap_or_default()));
+                progress.done(
+                    "migrate",
+                    s,
+                    true,
+                    format!(
+                        "{applied} applied, now at version {}",
+                        r.get("to").map(|v| v.to_string()).unwrap_or_default()
+                    ),
+                );
                 migrations = r;
             }
             Err(e) => {
                 let mut err: StepError = e.into();
                 if let Some(path) = &snapshot {
-                    let name = std::path::Path::new(path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    let name = std::path::Path::new(path)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
                     err = err.hint(format!(
                         "traffic stays on the current release. The database was snapshotted before migrating: {path}\n  restore it with: slipway snapshot restore {} {name} --yes",
                         t.config.environment
@@ -253,19 +380,40 @@ async fn run(t: &Target, opts: &DeployOptions, progress: &mut Progress<'_>, stat
 
     // 8. start the idle slot.
     let s = Instant::now();
-    slot::start(t, idle, &release.id, &state.id).await.map_err(at("start"))?;
+    slot::start(t, idle, &release.id, &state.id)
+        .await
+        .map_err(at("start"))?;
     state.started_slot = Some(idle);
-    progress.done("start", s, true, format!("{} from {image}", t.names.slot(idle)));
+    progress.done(
+        "start",
+        s,
+        true,
+        format!("{} from {image}", t.names.slot(idle)),
+    );
 
     // 10. switch through the agent (it health-checks the slot first), then confirm.
     let client = http_probe::client();
     let baseline = watch::baseline(t, &client).await;
     let s = Instant::now();
-    let report = slot::switch_when_healthy(t, idle, &release.id).await.map_err(at("switch"))?;
+    let report = slot::switch_when_healthy(t, idle, &release.id)
+        .await
+        .map_err(at("switch"))?;
     state.switched = true;
     let switched_after = command_started.elapsed();
-    watch::confirm(t, &client, &release.id).await.map_err(at("switch"))?;
-    progress.done("switch", s, true, format!("{} → {} after {} health checks", report.previous_release.as_deref().unwrap_or("(none)"), release.id, report.health_attempts));
+    watch::confirm(t, &client, &release.id)
+        .await
+        .map_err(at("switch"))?;
+    progress.done(
+        "switch",
+        s,
+        true,
+        format!(
+            "{} → {} after {} health checks",
+            report.previous_release.as_deref().unwrap_or("(none)"),
+            release.id,
+            report.health_attempts
+        ),
+    );
 
     // Services whose background jobs must not run twice: stop the old slot now.
     if t.config.settings.app.exclusive_jobs
@@ -278,12 +426,23 @@ async fn run(t: &Target, opts: &DeployOptions, progress: &mut Progress<'_>, stat
     // 11. watch.
     let window = t.config.settings.deployment.watch_window.0;
     let s = Instant::now();
-    let outcome = watch::watch(t, &client, &release.id, window, baseline).await.map_err(at("watch"))?;
-    progress.done("watch", s, true, format!(
-        "{}s, {} probes, {} failed, p50 {}",
-        window.as_secs(), outcome.probes, outcome.failures,
-        outcome.p50.map_or("-".to_string(), |d| format!("{}ms", d.as_millis()))
-    ));
+    let outcome = watch::watch(t, &client, &release.id, window, baseline)
+        .await
+        .map_err(at("watch"))?;
+    progress.done(
+        "watch",
+        s,
+        true,
+        format!(
+            "{}s, {} probes, {} failed, p50 {}",
+            window.as_secs(),
+            outcome.probes,
+            outcome.failures,
+            outcome
+                .p50
+                .map_or("-".to_string(), |d| format!("{}ms", d.as_millis()))
+        ),
+    );
 
     // 12. retire, prune, record, unlock.
     let s = Instant::now();
@@ -301,10 +460,22 @@ async fn run(t: &Target, opts: &DeployOptions, progress: &mut Progress<'_>, stat
     if let Some(snap) = &snapshot {
         extra.insert("snapshot".into(), json!(snap));
     }
-    record::record(t, record::deployment(&state.id, &release, record::Outcome {
-        status: "active", health: "healthy", slot: Some(idle.to_string()), migrations_run: state.migrations_run,
-        error: None, duration_ms: Some(progress.elapsed().as_millis() as u64), extra,
-    }))
+    record::record(
+        t,
+        record::deployment(
+            &state.id,
+            &release,
+            record::Outcome {
+                status: "active",
+                health: "healthy",
+                slot: Some(idle.to_string()),
+                migrations_run: state.migrations_run,
+                error: None,
+                duration_ms: Some(progress.elapsed().as_millis() as u64),
+                extra,
+            },
+        ),
+    )
     .await
     .map_err(at("retire"))?;
     if let Some(h) = state.heartbeat.take() {
@@ -314,10 +485,16 @@ async fn run(t: &Target, opts: &DeployOptions, progress: &mut Progress<'_>, stat
         lock::release(t, &lock_id).await.map_err(at("retire"))?;
     }
     release.cleanup(&t.config.root);
-    progress.done("retire", s, true, format!(
-        "{} stopped and kept for rollback; {} old image(s) pruned",
-        active.map_or("nothing".to_string(), |a| t.names.slot(a)), pruned.len()
-    ));
+    progress.done(
+        "retire",
+        s,
+        true,
+        format!(
+            "{} stopped and kept for rollback; {} old image(s) pruned",
+            active.map_or("nothing".to_string(), |a| t.names.slot(a)),
+            pruned.len()
+        ),
+    );
 
     Ok(DeployReport {
         deployment_id: state.id.clone(),

@@ -21,7 +21,11 @@ pub struct Progress<'a> {
 
 impl<'a> Progress<'a> {
     pub fn new(printer: &'a Printer) -> Self {
-        Self { printer, steps: Vec::new(), started: Instant::now() }
+        Self {
+            printer,
+            steps: Vec::new(),
+            started: Instant::now(),
+        }
     }
 
     pub fn elapsed(&self) -> Duration {
@@ -41,7 +45,15 @@ impl<'a> Progress<'a> {
         let duration = started.elapsed();
         let detail = detail.into();
         let mark = if ok { "✓" } else { "✗" };
-        self.printer.note(&format!("  {mark} {step:<12} {:>6.1}s  {detail}", duration.as_secs_f64()));
-        self.steps.push(StepRecord { step: step.to_string(), ok, duration_ms: duration.as_millis() as u64, detail });
+        self.printer.note(&format!(
+            "  {mark} {step:<12} {:>6.1}s  {detail}",
+            duration.as_secs_f64()
+        ));
+        self.steps.push(StepRecord {
+            step: step.to_string(),
+            ok,
+            duration_ms: duration.as_millis() as u64,
+            detail,
+        });
     }
 }

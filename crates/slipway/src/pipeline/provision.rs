@@ -15,7 +15,9 @@ pub const AGENT_PORT: u16 = 8080;
 const AGENT_STATE_DIR: &str = "/var/lib/slipway-agent";
 
 pub async fn network(t: &Target) -> Result<bool, StepError> {
-    Ok(t.engine.ensure_network(&t.names.network(), &t.names.labels("network")).await?)
+    Ok(t.engine
+        .ensure_network(&t.names.network(), &t.names.labels("network"))
+        .await?)
 }
 
 /// The database container (container mode): started if missing or stopped,
@@ -33,18 +35,30 @@ pub async fn database(t: &Target) -> Result<Vec<String>, StepError> {
         None => {
             if !t.engine.image_exists(&db.image).await {
                 let hint = match &db.dockerfile {
-                    Some(df) => format!("build it: docker build -t {} -f {df} . (or run scripts/images/build.sh on machines without a registry)", db.image),
+                    Some(df) => format!(
+                        "build it: docker build -t {} -f {df} . (or run scripts/images/build.sh on machines without a registry)",
+                        db.image
+                    ),
                     None => format!("pull or build {} on the target host", db.image),
                 };
-                return Err(StepError::new(format!("the database image {} is not on the engine", db.image)).hint(hint));
+                return Err(StepError::new(format!(
+                    "the database image {} is not on the engine",
+                    db.image
+                ))
+                .hint(hint));
             }
-            t.engine.ensure_volume(&t.names.database_volume(), &t.names.labels("database")).await?;
+            t.engine
+                .ensure_volume(&t.names.database_volume(), &t.names.labels("database"))
+                .await?;
             let password = t
                 .config
                 .app_env
                 .get("POSTGRES_PASSWORD")
                 .map(|v| v.value.expose().to_string())
-                .ok_or_else(|| StepError::new("POSTGRES_PASSWORD is not set").hint("add it to the environment's .env file"))?;
+                .ok_or_else(|| {
+                    StepError::new("POSTGRES_PASSWORD is not set")
+                        .hint("add it to the environment's .env file")
+                })?;
             let spec = ContainerSpec {
                 name: name.clone(),
                 image: db.image.clone(),
@@ -79,7 +93,20 @@ async fn wait_database(t: &Target, limit: Duration) -> Result<(), StepError> {
         // listens on its unix socket, so TCP readiness means "initialised".
         let out = t
             .engine
-            .exec(&name, &["pg_isready", "-q", "-h", "127.0.0.1", "-U", &db.user, "-d", &db.name], None)
+            .exec(
+                &name,
+                &[
+                    "pg_isready",
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    &db.user,
+                    "-d",
+                    &db.name,
+                ],
+                None,
+            )
             .await;
         if let Ok(o) = &out
             && o.code == 0
@@ -90,12 +117,18 @@ async fn wait_database(t: &Target, limit: Duration) -> Result<(), StepError> {
             && !c.running
         {
             let (_, err) = t.engine.logs(&name, Some(20)).await.unwrap_or_default();
-            return Err(StepError::new(format!("the database container {name} stopped: {}", err.trim()))
-                .hint(format!("see `docker logs {name}`")));
+            return Err(StepError::new(format!(
+                "the database container {name} stopped: {}",
+                err.trim()
+            ))
+            .hint(format!("see `docker logs {name}`")));
         }
         if started.elapsed() > limit {
-            return Err(StepError::new(format!("the database {name} did not accept connections within {}s", limit.as_secs()))
-                .hint(format!("see `docker logs {name}`")));
+            return Err(StepError::new(format!(
+                "the database {name} did not accept connections within {}s",
+                limit.as_secs()
+            ))
+            .hint(format!("see `docker logs {name}`")));
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -108,12 +141,29 @@ async fn ensure_extensions(t: &Target) -> Result<(), StepError> {
     }
     let mut sql = String::new();
     for ext in &db.extensions {
-        sql.push_str(&format!("CREATE EXTENSION IF NOT EXISTS \"{}\";", ext.replace('"', "")));
+        sql.push_str(&format!(
+            "CREATE EXTENSION IF NOT EXISTS \"{}\";",
+            ext.replace('"', "")
+        ));
     }
     let name = t.names.database();
     let out = t
         .engine
-        .exec(&name, &["psql", "-U", &db.user, "-d", &db.name, "-v", "ON_ERROR_STOP=1", "-qc", &sql], None)
+        .exec(
+            &name,
+            &[
+                "psql",
+                "-U",
+                &db.user,
+                "-d",
+                &db.name,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-qc",
+                &sql,
+            ],
+            None,
+        )
         .await?;
     if out.code != 0 {
         return Err(StepError::new(format!("creating extensions {:?} failed: {}", db.extensions, out.stderr_text().trim()))
@@ -121,12 +171,30 @@ async fn ensure_extensions(t: &Target) -> Result<(), StepError> {
     }
     let out = t
         .engine
-        .exec(&name, &["psql", "-U", &db.user, "-d", &db.name, "-tAc", "select extname from pg_extension"], None)
+        .exec(
+            &name,
+            &[
+                "psql",
+                "-U",
+                &db.user,
+                "-d",
+                &db.name,
+                "-tAc",
+                "select extname from pg_extension",
+            ],
+            None,
+        )
         .await?;
     let present = out.stdout_text();
-    let missing: Vec<&String> = db.extensions.iter().filter(|e| !present.lines().any(|l| l.trim() == e.as_str())).collect();
+    let missing: Vec<&String> = db
+        .extensions
+        .iter()
+        .filter(|e| !present.lines().any(|l| l.trim() == e.as_str()))
+        .collect();
     if !missing.is_empty() {
-        return Err(StepError::new(format!("extensions missing after creation: {missing:?}")));
+        return Err(StepError::new(format!(
+            "extensions missing after creation: {missing:?}"
+        )));
     }
     Ok(())
 }
@@ -140,7 +208,9 @@ pub async fn agent(t: &Target, tools_image: &str) -> Result<bool, StepError> {
         Some(c) if c.running => {}
         Some(_) => t.engine.start(&name).await?,
         None => {
-            t.engine.ensure_volume(&t.names.agent_volume(), &t.names.labels("agent")).await?;
+            t.engine
+                .ensure_volume(&t.names.agent_volume(), &t.names.labels("agent"))
+                .await?;
             let port = t.config.settings.deployment.public_port;
             let spec = ContainerSpec {
                 name: name.clone(),

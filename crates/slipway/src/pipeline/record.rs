@@ -41,10 +41,13 @@ pub fn deployment(id: &str, release: &Release, outcome: Outcome<'_>) -> Deployme
 }
 
 pub async fn record(t: &Target, deployment: Deployment) -> Result<(), StepError> {
-    t.agent_call(AdminRequest::HistoryRecord(HistoryRecordArgs { app: t.names.route(), deployment }))
-        .await
-        .map(|_| ())
-        .map_err(Into::into)
+    t.agent_call(AdminRequest::HistoryRecord(HistoryRecordArgs {
+        app: t.names.route(),
+        deployment,
+    }))
+    .await
+    .map(|_| ())
+    .map_err(Into::into)
 }
 
 pub fn new_deployment_id() -> String {

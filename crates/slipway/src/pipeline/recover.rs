@@ -18,21 +18,34 @@ use super::record;
 use crate::providers::docker::names::{LABEL_DEPLOYMENT, LABEL_RELEASE, Slot};
 
 pub async fn recover(t: &Target) -> Result<Vec<String>, StepError> {
-    let Some(ledger) = t.ledger().await? else { return Ok(Vec::new()) };
-    let Some(held) = ledger.lock.clone() else { return Ok(Vec::new()) };
+    let Some(ledger) = t.ledger().await? else {
+        return Ok(Vec::new());
+    };
+    let Some(held) = ledger.lock.clone() else {
+        return Ok(Vec::new());
+    };
     if !lock::is_orphaned(&held) {
         return Ok(Vec::new());
     }
-    let mut notes = vec![format!("found an interrupted deploy: {}", lock::describe(&held))];
+    let mut notes = vec![format!(
+        "found an interrupted deploy: {}",
+        lock::describe(&held)
+    )];
     let active = Target::active_slot(Some(&ledger));
     for slot in [Slot::Blue, Slot::Green] {
         let name = t.names.slot(slot);
-        let Some(container) = t.engine.inspect(&name).await else { continue };
+        let Some(container) = t.engine.inspect(&name).await else {
+            continue;
+        };
         if container.labels.get(LABEL_DEPLOYMENT) != Some(&held.deployment_id) {
             continue;
         }
         if Some(slot) == active {
-            let release = container.labels.get(LABEL_RELEASE).cloned().unwrap_or_default();
+            let release = container
+                .labels
+                .get(LABEL_RELEASE)
+                .cloned()
+                .unwrap_or_default();
             mark_switched(t, &ledger, &held.deployment_id, slot, &release).await?;
             notes.push(format!(
                 "its release {release} had already passed the health check and taken traffic in {name}; recorded it as current (its watch window did not finish: run `slipway rollback {}` if it misbehaves)",
@@ -40,7 +53,9 @@ pub async fn recover(t: &Target) -> Result<Vec<String>, StepError> {
             ));
         } else {
             t.engine.remove(&name).await?;
-            notes.push(format!("removed {name}, which it had started but never switched to"));
+            notes.push(format!(
+                "removed {name}, which it had started but never switched to"
+            ));
             mark_failed(t, &ledger, &held.deployment_id).await?;
         }
     }
@@ -49,21 +64,37 @@ pub async fn recover(t: &Target) -> Result<Vec<String>, StepError> {
     Ok(notes)
 }
 
-async fn mark_switched(t: &Target, ledger: &AppLedger, id: &str, slot: Slot, release: &str) -> Result<(), StepError> {
-    let mut deployment = in_progress(ledger, id).unwrap_or_else(|| record::deployment(
-        id,
-        &super::release::Release {
-            id: release.to_string(),
-            commit: String::new(),
-            version: release.to_string(),
-            git_ref: String::new(),
-            build_date: String::new(),
-            deployer: "unknown".into(),
-            source_root: Default::default(),
-            worktree: None,
-        },
-        record::Outcome { status: "active", health: "unknown", slot: None, migrations_run: None, error: None, duration_ms: None, extra: Default::default() },
-    ));
+async fn mark_switched(
+    t: &Target,
+    ledger: &AppLedger,
+    id: &str,
+    slot: Slot,
+    release: &str,
+) -> Result<(), StepError> {
+    let mut deployment = in_progress(ledger, id).unwrap_or_else(|| {
+        record::deployment(
+            id,
+            &super::release::Release {
+                id: release.to_string(),
+                commit: String::new(),
+                version: release.to_string(),
+                git_ref: String::new(),
+                build_date: String::new(),
+                deployer: "unknown".into(),
+                source_root: Default::default(),
+                worktree: None,
+            },
+            record::Outcome {
+                status: "active",
+                health: "unknown",
+                slot: None,
+                migrations_run: None,
+                error: None,
+                duration_ms: None,
+                extra: Default::default(),
+            },
+        )
+    });
     deployment.status = "active".into();
     deployment.active_slot = Some(slot.to_string());
     deployment.health_status = "healthy".into();
@@ -74,12 +105,17 @@ async fn mark_switched(t: &Target, ledger: &AppLedger, id: &str, slot: Slot, rel
 async fn mark_failed(t: &Target, ledger: &AppLedger, id: &str) -> Result<(), StepError> {
     if let Some(mut deployment) = in_progress(ledger, id) {
         deployment.status = "failed".into();
-        deployment.error = Some("interrupted before the switch; cleaned up by the next command".into());
+        deployment.error =
+            Some("interrupted before the switch; cleaned up by the next command".into());
         record::record(t, deployment).await?;
     }
     Ok(())
 }
 
 fn in_progress(ledger: &AppLedger, id: &str) -> Option<slipway_core::ledger::history::Deployment> {
-    ledger.deployment_history.iter().find(|d| d.id == id).cloned()
+    ledger
+        .deployment_history
+        .iter()
+        .find(|d| d.id == id)
+        .cloned()
 }

@@ -35,10 +35,15 @@ pub struct ReleaseError {
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<String, ReleaseError> {
-    let out = Command::new("git").arg("-C").arg(dir).args(args).output().map_err(|e| ReleaseError {
-        message: format!("cannot run git: {e}"),
-        hint: "install git; Slipway names releases after commits".into(),
-    })?;
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .map_err(|e| ReleaseError {
+            message: format!("cannot run git: {e}"),
+            hint: "install git; Slipway names releases after commits".into(),
+        })?;
     if !out.status.success() {
         return Err(ReleaseError {
             message: format!("`git {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()),
@@ -53,10 +58,14 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, ReleaseError> {
 /// worktree, so the operator's checkout is never touched.
 pub fn resolve(root: &Path, git_ref: Option<&str>) -> Result<Release, ReleaseError> {
     let wanted = git_ref.unwrap_or("HEAD");
-    let commit = git(root, &["rev-parse", "--verify", &format!("{wanted}^{{commit}}")])?;
+    let commit = git(
+        root,
+        &["rev-parse", "--verify", &format!("{wanted}^{{commit}}")],
+    )?;
     let head = git(root, &["rev-parse", "HEAD"])?;
     let short = &commit[..12.min(commit.len())];
-    let version = git(root, &["describe", "--tags", "--always", &commit]).unwrap_or_else(|_| short.to_string());
+    let version = git(root, &["describe", "--tags", "--always", &commit])
+        .unwrap_or_else(|_| short.to_string());
     let deployer = deployer();
     let build_date = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -64,7 +73,10 @@ pub fn resolve(root: &Path, git_ref: Option<&str>) -> Result<Release, ReleaseErr
     let (id, source_root, worktree) = if commit == head {
         // Uncommitted changes under the app's root become part of the id.
         let diff = git(root, &["diff", "HEAD", "--", "."])?;
-        let untracked = git(root, &["ls-files", "--others", "--exclude-standard", "--", "."])?;
+        let untracked = git(
+            root,
+            &["ls-files", "--others", "--exclude-standard", "--", "."],
+        )?;
         let id = if diff.is_empty() && untracked.is_empty() {
             short.to_string()
         } else {
@@ -81,9 +93,22 @@ pub fn resolve(root: &Path, git_ref: Option<&str>) -> Result<Release, ReleaseErr
         (id, root.to_path_buf(), None)
     } else {
         let top = PathBuf::from(git(root, &["rev-parse", "--show-toplevel"])?);
-        let relative = root.strip_prefix(&top).map(Path::to_path_buf).unwrap_or_default();
+        let relative = root
+            .strip_prefix(&top)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let tmp = std::env::temp_dir().join(format!("slipway-src-{short}-{}", std::process::id()));
-        git(root, &["worktree", "add", "--detach", "--force", &tmp.to_string_lossy(), &commit])?;
+        git(
+            root,
+            &[
+                "worktree",
+                "add",
+                "--detach",
+                "--force",
+                &tmp.to_string_lossy(),
+                &commit,
+            ],
+        )?;
         (short.to_string(), tmp.join(relative), Some(tmp))
     };
     Ok(Release {
@@ -102,7 +127,10 @@ impl Release {
     /// Removes the temporary worktree of a `--ref` build, if any.
     pub fn cleanup(&self, root: &Path) {
         if let Some(tree) = &self.worktree {
-            let _ = git(root, &["worktree", "remove", "--force", &tree.to_string_lossy()]);
+            let _ = git(
+                root,
+                &["worktree", "remove", "--force", &tree.to_string_lossy()],
+            );
         }
     }
 }
@@ -112,7 +140,11 @@ pub fn deployer() -> String {
     let user = std::env::var("SLIPWAY_DEPLOYER")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_else(|_| "unknown".into());
-    if user.contains('@') { user } else { format!("{user}@{}", hostname()) }
+    if user.contains('@') {
+        user
+    } else {
+        format!("{user}@{}", hostname())
+    }
 }
 
 pub fn hostname() -> String {

@@ -17,7 +17,10 @@ pub async fn old_slot(t: &Target, slot: Slot) -> Result<(), StepError> {
 /// Returns the image tags removed.
 pub async fn prune_images(t: &Target) -> Result<Vec<String>, StepError> {
     let keep = t.config.settings.deployment.keep_releases as usize;
-    let images = t.engine.images_with_label(&format!("{LABEL_APP}={}", t.names.app)).await?;
+    let images = t
+        .engine
+        .images_with_label(&format!("{LABEL_APP}={}", t.names.app))
+        .await?;
     let in_use: HashSet<String> = t
         .engine
         .containers_with_labels(&[format!("{LABEL_APP}={}", t.names.app)])
@@ -28,7 +31,7 @@ pub async fn prune_images(t: &Target) -> Result<Vec<String>, StepError> {
     let mut removed = Vec::new();
     let mut seen_releases = 0;
     for (tag, _, labels) in images {
-        if labels.get(LABEL_RELEASE).is_none() || tag.ends_with(":<none>") {
+        if !labels.contains_key(LABEL_RELEASE) || tag.ends_with(":<none>") {
             continue;
         }
         seen_releases += 1;

@@ -53,15 +53,26 @@ fn schema_version(d: &Deployment) -> Option<i64> {
     d.extra.get(SCHEMA_VERSION).and_then(|v| v.as_i64())
 }
 
-pub async fn rollback(t: &Target, to: Option<&str>, yes: bool, progress: &mut Progress<'_>) -> Result<RollbackReport, RollbackError> {
+pub async fn rollback(
+    t: &Target,
+    to: Option<&str>,
+    yes: bool,
+    progress: &mut Progress<'_>,
+) -> Result<RollbackReport, RollbackError> {
     let started = Instant::now();
     let s = Instant::now();
     for note in recover::recover(t).await? {
         progress.note(&note);
     }
     let ledger = t.ledger().await?.ok_or_else(|| {
-        StepError::new(format!("nothing is deployed to `{}` yet (no agent runs)", t.config.environment))
-            .hint(format!("deploy first: slipway deploy {}", t.config.environment))
+        StepError::new(format!(
+            "nothing is deployed to `{}` yet (no agent runs)",
+            t.config.environment
+        ))
+        .hint(format!(
+            "deploy first: slipway deploy {}",
+            t.config.environment
+        ))
     })?;
     let current = ledger.current_deployment.clone();
     let active = Target::active_slot(Some(&ledger));
@@ -72,18 +83,33 @@ pub async fn rollback(t: &Target, to: Option<&str>, yes: bool, progress: &mut Pr
                 .hint(format!("`slipway history {}` lists releases; pass --to <release> for an older kept one", t.config.environment))
         })?,
     };
-    if current.as_ref().is_some_and(|c| c.version == target_release) && active.is_some() {
+    if current
+        .as_ref()
+        .is_some_and(|c| c.version == target_release)
+        && active.is_some()
+    {
         return Err(StepError::new(format!("release {target_release} is already serving")).into());
     }
     // Schema check: the ledger remembers the schema version each release left.
-    let target_record = ledger.deployment_history.iter().find(|d| d.version == target_release && d.status != "failed").cloned();
+    let target_record = ledger
+        .deployment_history
+        .iter()
+        .find(|d| d.version == target_release && d.status != "failed")
+        .cloned();
     if let (Some(cur), Some(tgt)) = (current.as_ref(), target_record.as_ref())
         && let (Some(cv), Some(tv)) = (schema_version(cur), schema_version(tgt))
         && cv > tv
         && !yes
     {
-        let snapshot = cur.extra.get("snapshot").and_then(|s| s.as_str()).unwrap_or("(none recorded)");
-        let name = std::path::Path::new(snapshot).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let snapshot = cur
+            .extra
+            .get("snapshot")
+            .and_then(|s| s.as_str())
+            .unwrap_or("(none recorded)");
+        let name = std::path::Path::new(snapshot)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         return Err(RollbackError::Confirm(NeedsConfirmation {
             message: format!(
                 "the database is at schema version {cv}, newer than release {target_release} expects ({tv}). \
@@ -94,32 +120,61 @@ pub async fn rollback(t: &Target, to: Option<&str>, yes: bool, progress: &mut Pr
         }));
     }
     let held = lock::acquire(t, &record::new_deployment_id()).await?;
-    progress.done("preflight", s, true, format!("{} → {target_release}", current.as_ref().map_or("(none)", |c| c.version.as_str())));
+    progress.done(
+        "preflight",
+        s,
+        true,
+        format!(
+            "{} → {target_release}",
+            current.as_ref().map_or("(none)", |c| c.version.as_str())
+        ),
+    );
 
     let result = switch_to(t, &target_release, active, progress).await;
     let outcome = match result {
         Ok(slot) => {
             let id = record::new_deployment_id();
             let mut extra = BTreeMap::new();
-            extra.insert("rollback_from".into(), json!(current.as_ref().map(|c| c.version.clone())));
+            extra.insert(
+                "rollback_from".into(),
+                json!(current.as_ref().map(|c| c.version.clone())),
+            );
             if let Some(v) = target_record.as_ref().and_then(schema_version) {
                 extra.insert(SCHEMA_VERSION.into(), json!(v));
             }
             let release = Release {
                 id: target_release.clone(),
-                commit: target_record.as_ref().and_then(|d| d.git_commit.clone()).unwrap_or_default(),
-                version: target_record.as_ref().and_then(|d| d.extra.get("release_version")).and_then(|v| v.as_str()).unwrap_or(&target_release).to_string(),
+                commit: target_record
+                    .as_ref()
+                    .and_then(|d| d.git_commit.clone())
+                    .unwrap_or_default(),
+                version: target_record
+                    .as_ref()
+                    .and_then(|d| d.extra.get("release_version"))
+                    .and_then(|v| v.as_str())
+                    .unwrap_or(&target_release)
+                    .to_string(),
                 git_ref: "rollback".into(),
                 build_date: String::new(),
                 deployer: super::release::deployer(),
                 source_root: Default::default(),
                 worktree: None,
             };
-            let mut d = record::deployment(&id, &release, record::Outcome {
-                status: "active", health: "healthy", slot: Some(slot.0.to_string()), migrations_run: None, error: None,
-                duration_ms: Some(started.elapsed().as_millis() as u64), extra,
-            });
-            d.rollback_count = Some(current.as_ref().and_then(|c| c.rollback_count).unwrap_or(0) + 1);
+            let mut d = record::deployment(
+                &id,
+                &release,
+                record::Outcome {
+                    status: "active",
+                    health: "healthy",
+                    slot: Some(slot.0.to_string()),
+                    migrations_run: None,
+                    error: None,
+                    duration_ms: Some(started.elapsed().as_millis() as u64),
+                    extra,
+                },
+            );
+            d.rollback_count =
+                Some(current.as_ref().and_then(|c| c.rollback_count).unwrap_or(0) + 1);
             record::record(t, d).await?;
             Ok(RollbackReport {
                 deployment_id: id,
@@ -138,7 +193,12 @@ pub async fn rollback(t: &Target, to: Option<&str>, yes: bool, progress: &mut Pr
 }
 
 /// Starts (or reuses) a slot holding `release`, switches to it, stops the other.
-async fn switch_to(t: &Target, release: &str, active: Option<Slot>, progress: &mut Progress<'_>) -> Result<(Slot, u64), StepError> {
+async fn switch_to(
+    t: &Target,
+    release: &str,
+    active: Option<Slot>,
+    progress: &mut Progress<'_>,
+) -> Result<(Slot, u64), StepError> {
     let begin = Instant::now();
     let s = Instant::now();
     let mut chosen = None;
@@ -167,15 +227,33 @@ async fn switch_to(t: &Target, release: &str, active: Option<Slot>, progress: &m
             idle
         }
     };
-    progress.done("start", s, true, format!("{} ({release})", t.names.slot(slot)));
+    progress.done(
+        "start",
+        s,
+        true,
+        format!("{} ({release})", t.names.slot(slot)),
+    );
     let s = Instant::now();
     let report = slot::switch_when_healthy(t, slot, release).await?;
     let switched_after = begin.elapsed().as_millis() as u64;
-    progress.done("switch", s, true, format!("{} → {release}", report.previous_release.as_deref().unwrap_or("(none)")));
+    progress.done(
+        "switch",
+        s,
+        true,
+        format!(
+            "{} → {release}",
+            report.previous_release.as_deref().unwrap_or("(none)")
+        ),
+    );
     if let Some(old) = active {
         let s = Instant::now();
         retire::old_slot(t, old).await?;
-        progress.done("retire", s, true, format!("{} stopped and kept", t.names.slot(old)));
+        progress.done(
+            "retire",
+            s,
+            true,
+            format!("{} stopped and kept", t.names.slot(old)),
+        );
     }
     Ok((slot, switched_after))
 }

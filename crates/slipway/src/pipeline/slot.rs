@@ -23,7 +23,9 @@ pub fn container_env(t: &Target, slot: Slot, release: &str) -> Result<Vec<String
         .filter(|(k, _)| k.as_str() != "POSTGRES_PASSWORD")
         .map(|(k, v)| format!("{k}={}", v.value.expose()))
         .collect();
-    if t.config.settings.database.mode == DatabaseMode::Container && !t.config.app_env.contains_key("DATABASE_URL") {
+    if t.config.settings.database.mode == DatabaseMode::Container
+        && !t.config.app_env.contains_key("DATABASE_URL")
+    {
         let url = crate::tasks::database_url(&t.config, &t.names)?;
         env.push(format!("DATABASE_URL={}", url.expose()));
     }
@@ -36,14 +38,25 @@ pub fn container_env(t: &Target, slot: Slot, release: &str) -> Result<Vec<String
 
 /// Creates and starts `slot` from `<app>:<release>` (replacing whatever
 /// stopped container had that slot's name).
-pub async fn start(t: &Target, slot: Slot, release: &str, deployment_id: &str) -> Result<(), StepError> {
+pub async fn start(
+    t: &Target,
+    slot: Slot,
+    release: &str,
+    deployment_id: &str,
+) -> Result<(), StepError> {
     let name = t.names.slot(slot);
     // Never replace the container serving traffic, whatever the caller thinks.
     if let Some(ledger) = t.ledger().await?
-        && ledger.route.as_ref().and_then(|r| r.active.as_ref()).is_some_and(|a| a.target == t.slot_target(slot))
+        && ledger
+            .route
+            .as_ref()
+            .and_then(|r| r.active.as_ref())
+            .is_some_and(|a| a.target == t.slot_target(slot))
     {
-        return Err(StepError::new(format!("refusing to replace {name}: it is serving traffic"))
-            .hint("this is a bug in slot selection; run `slipway status` and report it"));
+        return Err(
+            StepError::new(format!("refusing to replace {name}: it is serving traffic"))
+                .hint("this is a bug in slot selection; run `slipway status` and report it"),
+        );
     }
     let mut labels: HashMap<String, String> = t.names.labels("app");
     labels.insert(LABEL_SLOT.into(), slot.to_string());
@@ -67,12 +80,25 @@ pub async fn start(t: &Target, slot: Slot, release: &str, deployment_id: &str) -
 /// Asks the agent to switch to `slot` once it is healthy, in rounds of a
 /// few seconds up to `health.start_timeout`, failing early when the
 /// container stops.
-pub async fn switch_when_healthy(t: &Target, slot: Slot, release: &str) -> Result<SwitchReport, StepError> {
+pub async fn switch_when_healthy(
+    t: &Target,
+    slot: Slot,
+    release: &str,
+) -> Result<SwitchReport, StepError> {
     let limit = t.config.settings.health.start_timeout.0;
-    let round = Duration::from_secs(5).max(t.config.settings.health.interval.0 * (t.config.settings.health.healthy_threshold + 2));
+    let round = Duration::from_secs(5).max(
+        t.config.settings.health.interval.0 * (t.config.settings.health.healthy_threshold + 2),
+    );
     let started = Instant::now();
     let name = t.names.slot(slot);
-    let hosts = t.config.settings.deployment.hostname.clone().into_iter().collect();
+    let hosts = t
+        .config
+        .settings
+        .deployment
+        .hostname
+        .clone()
+        .into_iter()
+        .collect();
     let mut last_failure = String::new();
     loop {
         if let Some(c) = t.engine.inspect(&name).await
@@ -106,7 +132,11 @@ pub async fn switch_when_healthy(t: &Target, slot: Slot, release: &str) -> Resul
         });
         match t.agent_call(request).await {
             Ok(AdminResult::Switched(report)) => return Ok(report),
-            Ok(other) => return Err(StepError::new(format!("unexpected agent answer: {other:?}"))),
+            Ok(other) => {
+                return Err(StepError::new(format!(
+                    "unexpected agent answer: {other:?}"
+                )));
+            }
             Err(AgentError::Refused(e)) if e.kind == AdminErrorKind::HealthCheckFailed => {
                 last_failure = match &e.health {
                     Some(h) => format!(
@@ -114,8 +144,20 @@ pub async fn switch_when_healthy(t: &Target, slot: Slot, release: &str) -> Resul
                         h.attempts,
                         h.target,
                         h.path,
-                        h.seen.iter().rev().take(5).cloned().collect::<Vec<_>>().join(", "),
-                        h.last_body.as_deref().map(|b| format!(", last body: {}", b.chars().take(200).collect::<String>())).unwrap_or_default()
+                        h.seen
+                            .iter()
+                            .rev()
+                            .take(5)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        h.last_body
+                            .as_deref()
+                            .map(|b| format!(
+                                ", last body: {}",
+                                b.chars().take(200).collect::<String>()
+                            ))
+                            .unwrap_or_default()
                     ),
                     None => e.message.clone(),
                 };
@@ -126,5 +168,8 @@ pub async fn switch_when_healthy(t: &Target, slot: Slot, release: &str) -> Resul
 }
 
 fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("      {l}")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| format!("      {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -39,13 +39,17 @@ pub async fn confirm(t: &Target, client: &HttpClient, release: &str) -> Result<(
     let mut last = String::new();
     while Instant::now() < deadline {
         match http_probe::get(client, &url, t.config.settings.health.timeout.0).await {
-            Ok(p) if p.release.as_deref() == Some(release) && (200..300).contains(&p.status) => return Ok(()),
+            Ok(p) if p.release.as_deref() == Some(release) && (200..300).contains(&p.status) => {
+                return Ok(());
+            }
             Ok(p) => last = format!("HTTP {} from release {:?}", p.status, p.release),
             Err(e) => last = e,
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(StepError::new(format!("the public port {url} does not serve release {release}: {last}")))
+    Err(StepError::new(format!(
+        "the public port {url} does not serve release {release}: {last}"
+    )))
 }
 
 pub struct WatchOutcome {
@@ -62,13 +66,23 @@ pub async fn watch(
     window: Duration,
     baseline: Option<Duration>,
 ) -> Result<WatchOutcome, StepError> {
-    let mut outcome = WatchOutcome { probes: 0, failures: 0, p50: None };
+    let mut outcome = WatchOutcome {
+        probes: 0,
+        failures: 0,
+        p50: None,
+    };
     if !t.engine.is_local() || window.is_zero() {
         tokio::time::sleep(window).await;
         return Ok(outcome);
     }
     let url = t.public_url(&t.config.settings.health.path);
-    let interval = t.config.settings.health.interval.0.max(Duration::from_millis(200));
+    let interval = t
+        .config
+        .settings
+        .health
+        .interval
+        .0
+        .max(Duration::from_millis(200));
     let end = Instant::now() + window;
     let mut in_a_row = 0;
     let mut latencies = Vec::new();
@@ -81,7 +95,11 @@ pub async fn watch(
                 true
             }
             Ok(p) => {
-                last = format!("HTTP {} ({})", p.status, p.body.chars().take(160).collect::<String>());
+                last = format!(
+                    "HTTP {} ({})",
+                    p.status,
+                    p.body.chars().take(160).collect::<String>()
+                );
                 false
             }
             Err(e) => {

@@ -16,7 +16,10 @@ use std::sync::atomic::{AtomicU16, Ordering};
 pub const SECRET: &str = "e2e-canary-secret-0123456789abcdef0123456789";
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// Builds the binaries the deploy needs (no-op when up to date) and the
@@ -29,8 +32,13 @@ pub fn prepare() {
             .current_dir(workspace_root())
             .status()
             .expect("cargo build");
-        assert!(status.success(), "building events-server and slipway-agent failed");
-        let status = Command::new(workspace_root().join("scripts/images/build.sh")).status().expect("images");
+        assert!(
+            status.success(),
+            "building events-server and slipway-agent failed"
+        );
+        let status = Command::new(workspace_root().join("scripts/images/build.sh"))
+            .status()
+            .expect("images");
         assert!(status.success(), "scripts/images/build.sh failed");
     });
 }
@@ -74,7 +82,11 @@ impl App {
         fs::create_dir_all(root.join("deploy/config/environments")).unwrap();
         fs::create_dir_all(root.join("deploy/docker")).unwrap();
         for f in ["Dockerfile", "Dockerfile.postgres"] {
-            fs::copy(example.join("deploy/docker").join(f), root.join("deploy/docker").join(f)).unwrap();
+            fs::copy(
+                example.join("deploy/docker").join(f),
+                root.join("deploy/docker").join(f),
+            )
+            .unwrap();
         }
         let bin = workspace_root().join("target/debug/events-server");
         let config = fs::read_to_string(example.join("deploy/config/deployment.yml")).unwrap();
@@ -98,13 +110,32 @@ impl App {
         )
         .unwrap();
         fs::set_permissions(&env_file, fs::Permissions::from_mode(0o600)).unwrap();
-        fs::write(root.join(".gitignore"), "ctx/\ndeploy/config/environments/.env.*\n").unwrap();
+        fs::write(
+            root.join(".gitignore"),
+            "ctx/\ndeploy/config/environments/.env.*\n",
+        )
+        .unwrap();
         let snapshot_dir = tempfile::tempdir().unwrap();
         let snapshots = snapshot_dir.path().join("snapshots");
-        let app = App { dir, _snapshot_dir: snapshot_dir, name, env, port, snapshots };
+        let app = App {
+            dir,
+            _snapshot_dir: snapshot_dir,
+            name,
+            env,
+            port,
+            snapshots,
+        };
         app.git(&["init", "-q", "-b", "main"]);
         app.git(&["add", "-A"]);
-        app.git(&["-c", "user.name=e2e", "-c", "user.email=e2e@example.org", "commit", "-qm", "initial"]);
+        app.git(&[
+            "-c",
+            "user.name=e2e",
+            "-c",
+            "user.email=e2e@example.org",
+            "commit",
+            "-qm",
+            "initial",
+        ]);
         app
     }
 
@@ -113,14 +144,30 @@ impl App {
     }
 
     pub fn git(&self, args: &[&str]) {
-        let out = Command::new("git").args(args).current_dir(self.root()).output().unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(self.root())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn commit_file(&self, path: &str, content: &str, message: &str) {
         fs::write(self.root().join(path), content).unwrap();
         self.git(&["add", "-A"]);
-        self.git(&["-c", "user.name=e2e", "-c", "user.email=e2e@example.org", "commit", "-qm", message]);
+        self.git(&[
+            "-c",
+            "user.name=e2e",
+            "-c",
+            "user.email=e2e@example.org",
+            "commit",
+            "-qm",
+            message,
+        ]);
     }
 
     /// Flags every command gets: this test's port, snapshot dir, short windows.
@@ -135,7 +182,10 @@ impl App {
 
     pub fn command(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
-        cmd.current_dir(self.root()).env("NO_COLOR", "1").args(self.base_args()).args(args);
+        cmd.current_dir(self.root())
+            .env("NO_COLOR", "1")
+            .args(self.base_args())
+            .args(args);
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -147,18 +197,30 @@ impl App {
     }
 
     pub fn slipway_env(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
-        let Output { status, stdout, stderr } = self.command(args, extra_env).output().unwrap();
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = self.command(args, extra_env).output().unwrap();
         let run = Run {
             code: status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
         };
-        assert!(!run.all().contains(SECRET), "a secret leaked into slipway's output:\n{}", run.all());
+        assert!(
+            !run.all().contains(SECRET),
+            "a secret leaked into slipway's output:\n{}",
+            run.all()
+        );
         run
     }
 
     pub fn spawn(&self, args: &[&str]) -> Child {
-        self.command(args, &[]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        self.command(args, &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 
     pub fn deploy(&self) -> Run {
@@ -177,14 +239,32 @@ impl App {
 
     /// The release the public port serves now (agent's release header).
     pub fn serving(&self) -> Option<String> {
-        let out = Command::new("curl").args(["-s", "-o", "/dev/null", "-D", "-", "-m", "3", &self.url("/version")]).output().ok()?;
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("x-slipway-release:").map(|v| v.trim().to_string()))
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-D",
+                "-",
+                "-m",
+                "3",
+                &self.url("/version"),
+            ])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-slipway-release:")
+                .map(|v| v.trim().to_string())
+        })
     }
 
     pub fn head(&self) -> String {
-        let out = Command::new("git").args(["rev-parse", "HEAD"]).current_dir(self.root()).output().unwrap();
+        let out = Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(self.root())
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).trim()[..12].to_string()
     }
 

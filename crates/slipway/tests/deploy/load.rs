@@ -26,14 +26,35 @@ impl Load {
         let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
         let threads = (0..workers)
             .map(|_| {
-                let (stop, ok, failed, errors, url) = (stop.clone(), ok.clone(), failed.clone(), errors.clone(), url.to_string());
+                let (stop, ok, failed, errors, url) = (
+                    stop.clone(),
+                    ok.clone(),
+                    failed.clone(),
+                    errors.clone(),
+                    url.to_string(),
+                );
                 std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
                     rt.block_on(async move {
-                        let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
-                            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-                        while !stop.load(Ordering::Relaxed) && ok.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) < max_requests {
-                            let result = tokio::time::timeout(Duration::from_secs(10), client.get(url.parse().unwrap())).await;
+                        let client: hyper_util::client::legacy::Client<
+                            _,
+                            http_body_util::Empty<bytes::Bytes>,
+                        > = hyper_util::client::legacy::Client::builder(
+                            hyper_util::rt::TokioExecutor::new(),
+                        )
+                        .build_http();
+                        while !stop.load(Ordering::Relaxed)
+                            && ok.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed)
+                                < max_requests
+                        {
+                            let result = tokio::time::timeout(
+                                Duration::from_secs(10),
+                                client.get(url.parse().unwrap()),
+                            )
+                            .await;
                             match result {
                                 Ok(Ok(r)) if r.status().is_success() => {
                                     let _ = http_body_util::BodyExt::collect(r.into_body()).await;
@@ -55,7 +76,13 @@ impl Load {
                 })
             })
             .collect();
-        Load { stop, ok, failed, errors, threads }
+        Load {
+            stop,
+            ok,
+            failed,
+            errors,
+            threads,
+        }
     }
 
     /// Stops and returns (ok, failed, first errors).
@@ -64,7 +91,18 @@ impl Load {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        let errors = self.errors.lock().unwrap().iter().take(10).cloned().collect();
-        (self.ok.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed), errors)
+        let errors = self
+            .errors
+            .lock()
+            .unwrap()
+            .iter()
+            .take(10)
+            .cloned()
+            .collect();
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            errors,
+        )
     }
 }

@@ -21,19 +21,32 @@ pub struct AgentClient<'a> {
 
 impl<'a> AgentClient<'a> {
     pub fn new(engine: &'a Engine, container: impl Into<String>) -> Self {
-        Self { engine, container: container.into() }
+        Self {
+            engine,
+            container: container.into(),
+        }
     }
 
     pub async fn call(&self, request: &AdminRequest) -> Result<AdminResult, AgentError> {
-        let unreachable = |reason: String| AgentError::Unreachable { container: self.container.clone(), reason };
+        let unreachable = |reason: String| AgentError::Unreachable {
+            container: self.container.clone(),
+            reason,
+        };
         let json = serde_json::to_string(request).map_err(|e| unreachable(e.to_string()))?;
         let out = self
             .engine
-            .exec(&self.container, &["slipway-agent", "ctl", "raw", &json], None)
+            .exec(
+                &self.container,
+                &["slipway-agent", "ctl", "raw", &json],
+                None,
+            )
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         let stdout = out.stdout_text();
-        let line = stdout.lines().rev().find(|l| l.trim_start().starts_with('{'));
+        let line = stdout
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with('{'));
         match line.map(serde_json::from_str::<AdminResponse>) {
             Some(Ok(AdminResponse::Ok { result })) => Ok(result),
             Some(Ok(AdminResponse::Error { error })) => Err(AgentError::Refused(Box::new(error))),

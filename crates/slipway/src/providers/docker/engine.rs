@@ -10,13 +10,13 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, ExecConfig, HostConfig, NetworkCreateRequest, NetworkingConfig,
-    PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, EndpointSettings, ExecConfig, HostConfig, NetworkCreateRequest,
+    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, StopContainerOptionsBuilder,
-    UploadToContainerOptionsBuilder,
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
+    ListImagesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveImageOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -31,7 +31,10 @@ pub enum EngineError {
 
 impl EngineError {
     fn op(action: impl Into<String>, e: impl std::fmt::Display) -> Self {
-        EngineError::Operation { action: action.into(), reason: e.to_string() }
+        EngineError::Operation {
+            action: action.into(),
+            reason: e.to_string(),
+        }
     }
 
     pub fn hint(&self) -> String {
@@ -106,17 +109,25 @@ impl Engine {
     /// so an older engine (e.g. 20.10, API 1.41) works.
     pub async fn connect(host: Option<&str>) -> Result<Self, EngineError> {
         let display = host.unwrap_or("unix:///var/run/docker.sock").to_string();
-        let unreachable = |e: &dyn std::fmt::Display| EngineError::Unreachable { host: display.clone(), reason: e.to_string() };
+        let unreachable = |e: &dyn std::fmt::Display| EngineError::Unreachable {
+            host: display.clone(),
+            reason: e.to_string(),
+        };
         let docker = match host {
             None => Docker::connect_with_local_defaults(),
-            Some(h) if h.starts_with("ssh://") => Docker::connect_with_ssh(h, 120, bollard::API_DEFAULT_VERSION, None),
+            Some(h) if h.starts_with("ssh://") => {
+                Docker::connect_with_ssh(h, 120, bollard::API_DEFAULT_VERSION, None)
+            }
             Some(h) if h.starts_with("unix://") => {
                 Docker::connect_with_unix(h, 120, bollard::API_DEFAULT_VERSION)
             }
             Some(h) => Docker::connect_with_http(h, 120, bollard::API_DEFAULT_VERSION),
         }
         .map_err(|e| unreachable(&e))?;
-        let docker = docker.negotiate_version().await.map_err(|e| unreachable(&e))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| unreachable(&e))?;
         let version = docker.version().await.map_err(|e| unreachable(&e))?;
         Ok(Self {
             docker,
@@ -151,7 +162,10 @@ impl Engine {
         mut progress: impl FnMut(&str),
     ) -> Result<(), EngineError> {
         let context_tar = tar_directory(context).map_err(|e| {
-            EngineError::op(format!("packing the build context {}", context.display()), e)
+            EngineError::op(
+                format!("packing the build context {}", context.display()),
+                e,
+            )
         })?;
         let first = tags.first().cloned().unwrap_or_default();
         let options = BuildImageOptionsBuilder::default()
@@ -162,7 +176,9 @@ impl Engine {
             .labels(&labels)
             .buildargs(&args)
             .build();
-        let mut stream = self.docker.build_image(options, None, Some(bollard::body_full(context_tar.into())));
+        let mut stream =
+            self.docker
+                .build_image(options, None, Some(bollard::body_full(context_tar.into())));
         let mut tail: Vec<String> = Vec::new();
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| EngineError::op(format!("building image {first}"), e))?;
@@ -196,7 +212,10 @@ impl Engine {
 
     pub async fn tag(&self, source: &str, target: &str) -> Result<(), EngineError> {
         let (repo, tag) = target.rsplit_once(':').unwrap_or((target, "latest"));
-        let options = bollard::query_parameters::TagImageOptionsBuilder::default().repo(repo).tag(tag).build();
+        let options = bollard::query_parameters::TagImageOptionsBuilder::default()
+            .repo(repo)
+            .tag(tag)
+            .build();
         self.docker
             .tag_image(source, Some(options))
             .await
@@ -204,11 +223,18 @@ impl Engine {
     }
 
     /// Image tags carrying `label=value`, newest first.
-    pub async fn images_with_label(&self, label: &str) -> Result<Vec<(String, i64, HashMap<String, String>)>, EngineError> {
+    pub async fn images_with_label(
+        &self,
+        label: &str,
+    ) -> Result<Vec<(String, i64, HashMap<String, String>)>, EngineError> {
         let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
         let images = self
             .docker
-            .list_images(Some(ListImagesOptionsBuilder::default().filters(&filters).build()))
+            .list_images(Some(
+                ListImagesOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
             .await
             .map_err(|e| EngineError::op("listing images", e))?;
         let mut out: Vec<_> = images
@@ -216,23 +242,41 @@ impl Engine {
             .flat_map(|i| {
                 let created = i.created;
                 let labels = i.labels.clone();
-                i.repo_tags.into_iter().map(move |t| (t, created, labels.clone()))
+                i.repo_tags
+                    .into_iter()
+                    .map(move |t| (t, created, labels.clone()))
             })
             .collect();
-        out.sort_by(|a, b| b.1.cmp(&a.1));
+        out.sort_by_key(|i| std::cmp::Reverse(i.1));
         Ok(out)
     }
 
     pub async fn remove_image(&self, tag: &str) -> Result<(), EngineError> {
         self.docker
-            .remove_image(tag, Some(RemoveImageOptionsBuilder::default().build()), None)
+            .remove_image(
+                tag,
+                Some(RemoveImageOptionsBuilder::default().build()),
+                None,
+            )
             .await
             .map(|_| ())
             .map_err(|e| EngineError::op(format!("removing image {tag}"), e))
     }
 
-    pub async fn ensure_network(&self, name: &str, labels: &HashMap<String, String>) -> Result<bool, EngineError> {
-        if self.docker.inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>).await.is_ok() {
+    pub async fn ensure_network(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<bool, EngineError> {
+        if self
+            .docker
+            .inspect_network(
+                name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+            .is_ok()
+        {
             return Ok(false);
         }
         let request = NetworkCreateRequest {
@@ -241,16 +285,30 @@ impl Engine {
             labels: Some(labels.clone()),
             ..Default::default()
         };
-        self.docker.create_network(request).await.map_err(|e| EngineError::op(format!("creating network {name}"), e))?;
+        self.docker
+            .create_network(request)
+            .await
+            .map_err(|e| EngineError::op(format!("creating network {name}"), e))?;
         Ok(true)
     }
 
-    pub async fn ensure_volume(&self, name: &str, labels: &HashMap<String, String>) -> Result<bool, EngineError> {
+    pub async fn ensure_volume(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<bool, EngineError> {
         if self.docker.inspect_volume(name).await.is_ok() {
             return Ok(false);
         }
-        let request = VolumeCreateRequest { name: Some(name.to_string()), labels: Some(labels.clone()), ..Default::default() };
-        self.docker.create_volume(request).await.map_err(|e| EngineError::op(format!("creating volume {name}"), e))?;
+        let request = VolumeCreateRequest {
+            name: Some(name.to_string()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(request)
+            .await
+            .map_err(|e| EngineError::op(format!("creating volume {name}"), e))?;
         Ok(true)
     }
 
@@ -267,7 +325,11 @@ impl Engine {
             image: config.image.unwrap_or_default(),
             running,
             crashing,
-            exit_code: if running && !crashing { None } else { state.exit_code },
+            exit_code: if running && !crashing {
+                None
+            } else {
+                state.exit_code
+            },
             labels: config.labels.unwrap_or_default(),
         })
     }
@@ -289,13 +351,21 @@ impl Engine {
             exposed.push(key.clone());
             port_bindings.insert(
                 key,
-                Some(vec![PortBinding { host_ip: Some(ip.clone()), host_port: Some(host_port.to_string()) }]),
+                Some(vec![PortBinding {
+                    host_ip: Some(ip.clone()),
+                    host_port: Some(host_port.to_string()),
+                }]),
             );
         }
         let host_config = HostConfig {
             port_bindings: Some(port_bindings),
-            binds: Some(spec.volumes.iter().map(|(v, p)| format!("{v}:{p}")).collect()),
-            restart_policy: spec.restart.then(|| RestartPolicy {
+            binds: Some(
+                spec.volumes
+                    .iter()
+                    .map(|(v, p)| format!("{v}:{p}"))
+                    .collect(),
+            ),
+            restart_policy: spec.restart.then_some(RestartPolicy {
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                 maximum_retry_count: None,
             }),
@@ -305,7 +375,10 @@ impl Engine {
         let networking = spec.network.as_ref().map(|n| NetworkingConfig {
             endpoints_config: Some(HashMap::from([(
                 n.clone(),
-                EndpointSettings { aliases: Some(spec.aliases.clone()), ..Default::default() },
+                EndpointSettings {
+                    aliases: Some(spec.aliases.clone()),
+                    ..Default::default()
+                },
             )])),
         });
         let body = ContainerCreateBody {
@@ -319,52 +392,92 @@ impl Engine {
             stop_timeout: spec.stop_timeout,
             ..Default::default()
         };
-        let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
+        let options = CreateContainerOptionsBuilder::default()
+            .name(&spec.name)
+            .build();
         self.docker
             .create_container(Some(options), body)
             .await
             .map(|_| ())
-            .map_err(|e| EngineError::op(format!("creating container {} from {}", spec.name, spec.image), e))
+            .map_err(|e| {
+                EngineError::op(
+                    format!("creating container {} from {}", spec.name, spec.image),
+                    e,
+                )
+            })
     }
 
     pub async fn start(&self, name: &str) -> Result<(), EngineError> {
-        match self.docker.start_container(name, None::<bollard::query_parameters::StartContainerOptions>).await {
+        match self
+            .docker
+            .start_container(
+                name,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+        {
             // 304: already running, which is what we wanted.
-            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
             Err(e) => Err(EngineError::op(format!("starting container {name}"), e)),
         }
     }
 
     pub async fn stop(&self, name: &str, timeout: Duration) -> Result<(), EngineError> {
-        let options = StopContainerOptionsBuilder::default().t(timeout.as_secs() as i32).build();
+        let options = StopContainerOptionsBuilder::default()
+            .t(timeout.as_secs() as i32)
+            .build();
         match self.docker.stop_container(name, Some(options)).await {
             Ok(()) => Ok(()),
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304 | 404, .. }) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304 | 404,
+                ..
+            }) => Ok(()),
             Err(e) => Err(EngineError::op(format!("stopping container {name}"), e)),
         }
     }
 
     pub async fn remove(&self, name: &str) -> Result<(), EngineError> {
-        let options = RemoveContainerOptionsBuilder::default().force(true).v(false).build();
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(false)
+            .build();
         match self.docker.remove_container(name, Some(options)).await {
             Ok(()) => Ok(()),
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
             Err(e) => Err(EngineError::op(format!("removing container {name}"), e)),
         }
     }
 
     /// Containers (running or not) with every `label=value` given.
-    pub async fn containers_with_labels(&self, labels: &[String]) -> Result<Vec<ContainerInfo>, EngineError> {
+    pub async fn containers_with_labels(
+        &self,
+        labels: &[String],
+    ) -> Result<Vec<ContainerInfo>, EngineError> {
         let filters = HashMap::from([("label".to_string(), labels.to_vec())]);
         let list = self
             .docker
-            .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
+            .list_containers(Some(
+                ListContainersOptionsBuilder::default()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            ))
             .await
             .map_err(|e| EngineError::op("listing containers", e))?;
         Ok(list
             .into_iter()
             .map(|c| ContainerInfo {
-                name: c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default(),
+                name: c
+                    .names
+                    .unwrap_or_default()
+                    .first()
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_default(),
                 image: c.image.unwrap_or_default(),
                 running: c.state.map(|s| s.to_string() == "running").unwrap_or(false),
                 crashing: false,
@@ -376,8 +489,18 @@ impl Engine {
 
     /// Runs a command in a running container, with optional stdin, and
     /// collects its output and exit code.
-    pub async fn exec(&self, container: &str, cmd: &[&str], stdin: Option<&[u8]>) -> Result<ExecOutput, EngineError> {
-        let action = || format!("running `{}` in {container}", cmd.first().copied().unwrap_or(""));
+    pub async fn exec(
+        &self,
+        container: &str,
+        cmd: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Result<ExecOutput, EngineError> {
+        let action = || {
+            format!(
+                "running `{}` in {container}",
+                cmd.first().copied().unwrap_or("")
+            )
+        };
         let exec = self
             .docker
             .create_exec(
@@ -394,33 +517,69 @@ impl Engine {
             .map_err(|e| EngineError::op(action(), e))?;
         let started = self
             .docker
-            .start_exec(&exec.id, Some(StartExecOptions { detach: false, ..Default::default() }))
+            .start_exec(
+                &exec.id,
+                Some(StartExecOptions {
+                    detach: false,
+                    ..Default::default()
+                }),
+            )
             .await
             .map_err(|e| EngineError::op(action(), e))?;
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
-        if let StartExecResults::Attached { mut output, mut input } = started {
+        if let StartExecResults::Attached {
+            mut output,
+            mut input,
+        } = started
+        {
             if let Some(data) = stdin {
-                input.write_all(data).await.map_err(|e| EngineError::op(action(), e))?;
-                input.shutdown().await.map_err(|e| EngineError::op(action(), e))?;
+                input
+                    .write_all(data)
+                    .await
+                    .map_err(|e| EngineError::op(action(), e))?;
+                input
+                    .shutdown()
+                    .await
+                    .map_err(|e| EngineError::op(action(), e))?;
             }
             drop(input);
             while let Some(chunk) = output.next().await {
                 match chunk.map_err(|e| EngineError::op(action(), e))? {
-                    bollard::container::LogOutput::StdOut { message } => stdout.extend_from_slice(&message),
-                    bollard::container::LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                    bollard::container::LogOutput::StdOut { message } => {
+                        stdout.extend_from_slice(&message)
+                    }
+                    bollard::container::LogOutput::StdErr { message } => {
+                        stderr.extend_from_slice(&message)
+                    }
                     _ => {}
                 }
             }
         }
-        let inspect = self.docker.inspect_exec(&exec.id).await.map_err(|e| EngineError::op(action(), e))?;
-        Ok(ExecOutput { code: inspect.exit_code.unwrap_or(-1), stdout, stderr })
+        let inspect = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(|e| EngineError::op(action(), e))?;
+        Ok(ExecOutput {
+            code: inspect.exit_code.unwrap_or(-1),
+            stdout,
+            stderr,
+        })
     }
 
     /// Copies a directory into a (created) container at `dest`.
-    pub async fn upload_dir(&self, container: &str, dir: &Path, dest: &str) -> Result<(), EngineError> {
-        let tar = tar_directory(dir).map_err(|e| EngineError::op(format!("packing {}", dir.display()), e))?;
-        let options = UploadToContainerOptionsBuilder::default().path(dest).build();
+    pub async fn upload_dir(
+        &self,
+        container: &str,
+        dir: &Path,
+        dest: &str,
+    ) -> Result<(), EngineError> {
+        let tar = tar_directory(dir)
+            .map_err(|e| EngineError::op(format!("packing {}", dir.display()), e))?;
+        let options = UploadToContainerOptionsBuilder::default()
+            .path(dest)
+            .build();
         self.docker
             .upload_to_container(container, Some(options), bollard::body_full(tar.into()))
             .await
@@ -429,26 +588,44 @@ impl Engine {
 
     /// Waits for a container to exit and returns its exit code.
     pub async fn wait(&self, name: &str) -> Result<i64, EngineError> {
-        let mut stream = self.docker.wait_container(name, None::<bollard::query_parameters::WaitContainerOptions>);
+        let mut stream = self.docker.wait_container(
+            name,
+            None::<bollard::query_parameters::WaitContainerOptions>,
+        );
         match stream.next().await {
             Some(Ok(r)) => Ok(r.status_code),
             // bollard reports a non-zero exit as an error carrying the code.
             Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
             Some(Err(e)) => Err(EngineError::op(format!("waiting for {name}"), e)),
-            None => Err(EngineError::op(format!("waiting for {name}"), "the engine closed the stream")),
+            None => Err(EngineError::op(
+                format!("waiting for {name}"),
+                "the engine closed the stream",
+            )),
         }
     }
 
     /// stdout and stderr of a container, the last `tail` lines (or all).
-    pub async fn logs(&self, name: &str, tail: Option<usize>) -> Result<(String, String), EngineError> {
+    pub async fn logs(
+        &self,
+        name: &str,
+        tail: Option<usize>,
+    ) -> Result<(String, String), EngineError> {
         let tail = tail.map_or("all".to_string(), |n| n.to_string());
-        let options = LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&tail).build();
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .tail(&tail)
+            .build();
         let mut stream = self.docker.logs(name, Some(options));
         let (mut out, mut err) = (String::new(), String::new());
         while let Some(chunk) = stream.next().await {
             match chunk.map_err(|e| EngineError::op(format!("reading logs of {name}"), e))? {
-                bollard::container::LogOutput::StdOut { message } => out.push_str(&String::from_utf8_lossy(&message)),
-                bollard::container::LogOutput::StdErr { message } => err.push_str(&String::from_utf8_lossy(&message)),
+                bollard::container::LogOutput::StdOut { message } => {
+                    out.push_str(&String::from_utf8_lossy(&message))
+                }
+                bollard::container::LogOutput::StdErr { message } => {
+                    err.push_str(&String::from_utf8_lossy(&message))
+                }
                 _ => {}
             }
         }
@@ -456,8 +633,19 @@ impl Engine {
     }
 
     /// Streams a container's logs to `sink` until it stops (or forever with `follow`).
-    pub async fn stream_logs(&self, name: &str, follow: bool, tail: &str, mut sink: impl FnMut(&str)) -> Result<(), EngineError> {
-        let options = LogsOptionsBuilder::default().stdout(true).stderr(true).follow(follow).tail(tail).build();
+    pub async fn stream_logs(
+        &self,
+        name: &str,
+        follow: bool,
+        tail: &str,
+        mut sink: impl FnMut(&str),
+    ) -> Result<(), EngineError> {
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .follow(follow)
+            .tail(tail)
+            .build();
         let mut stream = self.docker.logs(name, Some(options));
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| EngineError::op(format!("reading logs of {name}"), e))?;

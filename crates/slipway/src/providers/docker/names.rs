@@ -57,7 +57,10 @@ pub struct Names {
 
 impl Names {
     pub fn new(app: &str, env: &str) -> Self {
-        Self { app: app.to_string(), env: env.to_string() }
+        Self {
+            app: app.to_string(),
+            env: env.to_string(),
+        }
     }
 
     fn prefix(&self) -> String {
