@@ -193,12 +193,23 @@ pub enum AdminResult {
     /// `deploy` and `rollback`.
     Switched(SwitchReport),
     /// `pause` and `resume`.
-    Paused { app: String, paused: bool },
-    Routes { routes: Vec<RouteStatus> },
+    Paused {
+        app: String,
+        paused: bool,
+    },
+    Routes {
+        routes: Vec<RouteStatus>,
+    },
     Lock(Box<LockReport>),
-    History { deployments: Vec<Deployment> },
-    Recorded { deployment_id: String },
-    State { state: Box<AppLedger> },
+    History {
+        deployments: Vec<Deployment>,
+    },
+    Recorded {
+        deployment_id: String,
+    },
+    State {
+        state: Box<AppLedger>,
+    },
     Version(VersionInfo),
 }
 

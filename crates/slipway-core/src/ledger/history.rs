@@ -118,10 +118,19 @@ mod tests {
         let mut l = AppLedger::new("web");
         record(&mut l, dep("a", "active"));
         record(&mut l, dep("b", "in_progress"));
-        assert_eq!(l.current_deployment.as_ref().map(|d| d.id.as_str()), Some("a"));
+        assert_eq!(
+            l.current_deployment.as_ref().map(|d| d.id.as_str()),
+            Some("a")
+        );
         record(&mut l, dep("b", "active"));
-        assert_eq!(l.current_deployment.as_ref().map(|d| d.id.as_str()), Some("b"));
-        assert_eq!(l.previous_deployment.as_ref().map(|d| d.status.as_str()), Some("superseded"));
+        assert_eq!(
+            l.current_deployment.as_ref().map(|d| d.id.as_str()),
+            Some("b")
+        );
+        assert_eq!(
+            l.previous_deployment.as_ref().map(|d| d.status.as_str()),
+            Some("superseded")
+        );
         assert_eq!(l.deployment_history.len(), 2, "same id replaced");
         rolled_back(&mut l);
         let cur = l.current_deployment.as_ref().expect("current");

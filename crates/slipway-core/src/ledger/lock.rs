@@ -203,8 +203,12 @@ mod tests {
         let t0 = datetime!(2026-01-28 10:30 UTC);
         let mut cur = None;
         acquire(&mut cur, req("alice", "dep_a"), "l1".into(), t0, EXPIRY).expect("first");
-        let err = acquire(&mut cur, req("bob", "dep_b"), "l2".into(), t0, EXPIRY).expect_err("held");
-        assert!(err.to_string().contains("alice on laptop (pid 42)"), "{err}");
+        let err =
+            acquire(&mut cur, req("bob", "dep_b"), "l2".into(), t0, EXPIRY).expect_err("held");
+        assert!(
+            err.to_string().contains("alice on laptop (pid 42)"),
+            "{err}"
+        );
         assert_eq!(cur.as_ref().map(|l| l.lock_id.as_str()), Some("l1"));
     }
 
@@ -213,19 +217,28 @@ mod tests {
         let t0 = datetime!(2026-01-28 10:30 UTC);
         let mut cur = None;
         acquire(&mut cur, req("alice", "dep_a"), "l1".into(), t0, EXPIRY).expect("first");
-        let renewed = renew(&mut cur, "l1", t0 + time::Duration::minutes(20), EXPIRY).expect("renew");
+        let renewed =
+            renew(&mut cur, "l1", t0 + time::Duration::minutes(20), EXPIRY).expect("renew");
         assert_eq!(renewed.lock_expires_at, datetime!(2026-01-28 11:20 UTC));
         // Still live at 11:19: refused.
         let t1 = datetime!(2026-01-28 11:19 UTC);
         assert!(acquire(&mut cur, req("bob", "dep_b"), "l2".into(), t1, EXPIRY).is_err());
         // Stale at 11:20: taken over, old holder returned for the warning.
         let t2 = datetime!(2026-01-28 11:20 UTC);
-        let got = acquire(&mut cur, req("bob", "dep_b"), "l2".into(), t2, EXPIRY).expect("takeover");
+        let got =
+            acquire(&mut cur, req("bob", "dep_b"), "l2".into(), t2, EXPIRY).expect("takeover");
         assert_eq!(got.took_over.map(|l| l.locked_by), Some("alice".to_owned()));
-        assert!(renew(&mut cur, "l1", t2, EXPIRY).is_err(), "old holder lost it");
+        assert!(
+            renew(&mut cur, "l1", t2, EXPIRY).is_err(),
+            "old holder lost it"
+        );
         assert!(release(&mut cur, "l1", false).is_err());
         assert!(release(&mut cur, "l2", false).expect("release").is_some());
-        assert!(release(&mut cur, "l2", false).expect("idempotent").is_none());
+        assert!(
+            release(&mut cur, "l2", false)
+                .expect("idempotent")
+                .is_none()
+        );
     }
 
     #[test]

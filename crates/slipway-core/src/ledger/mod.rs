@@ -173,7 +173,10 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("format_version 7"), "{msg}");
         assert!(msg.contains("9.9.9"), "{msg}");
-        assert!(msg.contains(&format!("format_version {FORMAT_VERSION}")), "{msg}");
+        assert!(
+            msg.contains(&format!("format_version {FORMAT_VERSION}")),
+            "{msg}"
+        );
     }
 
     #[test]
