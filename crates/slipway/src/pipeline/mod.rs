@@ -27,7 +27,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use slipway_core::admin::{AdminRequest, RollbackArgs};
 
 use context::{StepError, Target};
 use progress::{Progress, StepRecord};
@@ -90,25 +89,20 @@ pub async fn deploy(
             // exclusive_jobs stopped it at the switch; it must answer again.
             let _ = t.engine.start(&t.names.slot(old)).await;
         }
-        if state.previous.is_some() {
-            let drain = t.config.settings.deployment.drain_timeout.0.as_millis() as u64;
+        if let (Some(old), Some(previous)) = (state.old_slot, state.previous.clone()) {
+            // Through `deploy` to the still-warm old slot rather than the
+            // agent's `rollback` verb: the ledger's current deployment is
+            // still the old release (this one was never recorded active),
+            // so the agent must not swap current and previous.
             let started = Instant::now();
-            let back = t
-                .agent_call(AdminRequest::Rollback(RollbackArgs {
-                    app: t.names.route(),
-                    drain_timeout_ms: drain,
-                }))
-                .await;
+            let back = slot::switch_when_healthy(t, old, &previous).await;
             rolled_back = back.is_ok();
             progress.done(
                 "switch back",
                 started,
                 rolled_back,
                 match &back {
-                    Ok(_) => format!(
-                        "traffic is back on {}",
-                        state.previous.clone().unwrap_or_default()
-                    ),
+                    Ok(_) => format!("traffic is back on {previous} in {}", t.names.slot(old)),
                     Err(e) => format!("FAILED: {e}"),
                 },
             );
@@ -168,6 +162,7 @@ struct Run {
     started_slot: Option<Slot>,
     switched: bool,
     stopped_old_slot: Option<Slot>,
+    old_slot: Option<Slot>,
     previous: Option<String>,
     snapshot: Option<String>,
     migrations_run: Option<u32>,
@@ -246,6 +241,7 @@ async fn run(
         .as_ref()
         .and_then(|l| l.route.as_ref()?.active.as_ref().map(|a| a.release.clone()));
     let idle = active.map_or(Slot::Blue, Slot::other);
+    state.old_slot = active;
     record::record(
         t,
         record::deployment(
