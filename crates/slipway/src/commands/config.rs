@@ -3,14 +3,14 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
+use slipway_core::config::ResolvedConfig;
 use slipway_core::config::json_schema;
 use slipway_core::config::raw::{Node, Value};
 use slipway_core::config::resolve::EnvValue;
 use slipway_core::config::secrets::is_secret_name;
-use slipway_core::config::{LoadOptions, ResolvedConfig};
 use slipway_core::secret::REDACTED;
 
-use super::{config_path, load_config};
+use super::{load_config, load_options};
 use crate::cli::{ConfigCommand, GlobalArgs};
 use crate::exit::CliError;
 use crate::output::Printer;
@@ -36,13 +36,7 @@ fn validate(env: &str, global: &GlobalArgs, printer: &Printer) -> Result<(), Cli
         ));
         return Ok(());
     }
-    let opts = LoadOptions {
-        config_path: config_path(global)?,
-        environment: env.to_string(),
-        process_env: std::env::vars().collect(),
-        cli_overrides: global.overrides.clone(),
-    };
-    match slipway_core::config::load(&opts) {
+    match slipway_core::config::load(&load_options(global, env)?) {
         Ok(config) => {
             printer.json_value(&json!({
                 "valid": true, "environment": env, "errors": [], "warnings": config.warnings,

@@ -52,6 +52,17 @@ pub fn config_path(global: &GlobalArgs) -> Result<PathBuf, CliError> {
     })
 }
 
+/// What to load for `env`: the configuration file, this process's
+/// environment and the `--set` flags.
+pub fn load_options(global: &GlobalArgs, env: &str) -> Result<LoadOptions, CliError> {
+    Ok(LoadOptions {
+        config_path: config_path(global)?,
+        environment: env.to_string(),
+        process_env: std::env::vars().collect(),
+        cli_overrides: global.overrides.clone(),
+    })
+}
+
 /// Loads and validates one environment, printing every problem (and
 /// warnings) on stderr. Fails with exit code 2 when any problem is an error.
 pub fn load_config(
@@ -59,13 +70,7 @@ pub fn load_config(
     env: &str,
     printer: &Printer,
 ) -> Result<ResolvedConfig, CliError> {
-    let opts = LoadOptions {
-        config_path: config_path(global)?,
-        environment: env.to_string(),
-        process_env: std::env::vars().collect(),
-        cli_overrides: global.overrides.clone(),
-    };
-    match slipway_core::config::load(&opts) {
+    match slipway_core::config::load(&load_options(global, env)?) {
         Ok(config) => {
             config.warnings.iter().for_each(|w| printer.problem(w));
             Ok(config)

@@ -8,7 +8,7 @@ use slipway_core::admin::AdminRequest;
 use slipway_core::config::schema::DatabaseMode;
 
 use super::context::{StepError, Target};
-use crate::providers::docker::ContainerSpec;
+use crate::providers::docker::{ContainerSpec, ExecOutput};
 
 /// Port the agent listens on inside its container.
 pub const AGENT_PORT: u16 = 8080;
@@ -147,44 +147,12 @@ async fn ensure_extensions(t: &Target) -> Result<(), StepError> {
         ));
     }
     let name = t.names.database();
-    let out = t
-        .engine
-        .exec(
-            &name,
-            &[
-                "psql",
-                "-U",
-                &db.user,
-                "-d",
-                &db.name,
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-qc",
-                &sql,
-            ],
-            None,
-        )
-        .await?;
+    let out = psql(t, &["-v", "ON_ERROR_STOP=1", "-qc", &sql]).await?;
     if out.code != 0 {
         return Err(StepError::new(format!("creating extensions {:?} failed: {}", db.extensions, out.stderr_text().trim()))
             .hint(format!("the image {} must carry them; check with `docker exec {name} ls /usr/share/postgresql/*/extension`", db.image)));
     }
-    let out = t
-        .engine
-        .exec(
-            &name,
-            &[
-                "psql",
-                "-U",
-                &db.user,
-                "-d",
-                &db.name,
-                "-tAc",
-                "select extname from pg_extension",
-            ],
-            None,
-        )
-        .await?;
+    let out = psql(t, &["-tAc", "select extname from pg_extension"]).await?;
     let present = out.stdout_text();
     let missing: Vec<&String> = db
         .extensions
@@ -197,6 +165,15 @@ async fn ensure_extensions(t: &Target) -> Result<(), StepError> {
         )));
     }
     Ok(())
+}
+
+/// `psql` as the database owner over the container's unix socket (trusted
+/// locally, so no password travels).
+async fn psql(t: &Target, args: &[&str]) -> Result<ExecOutput, StepError> {
+    let db = &t.config.settings.database;
+    let mut cmd = vec!["psql", "-U", &db.user, "-d", &db.name];
+    cmd.extend_from_slice(args);
+    Ok(t.engine.exec(&t.names.database(), &cmd, None).await?)
 }
 
 /// The agent container: started when missing or stopped, then waited for

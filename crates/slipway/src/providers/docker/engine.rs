@@ -104,19 +104,90 @@ pub struct ContainerInfo {
     pub labels: HashMap<String, String>,
 }
 
+/// Refuses `ssh://` destinations bollard's connector cannot reach, before a
+/// confusing "client error (Connect)" would.
+fn check_ssh_destination(host: &str) -> Result<(), EngineError> {
+    let authority = host.trim_start_matches("ssh://");
+    let authority = authority.split('/').next().unwrap_or_default();
+    let machine = authority.rsplit('@').next().unwrap_or_default();
+    // A bracketed IPv6 address carries colons of its own.
+    let port = if machine.starts_with('[') {
+        machine.rsplit_once("]:").map(|(_, p)| p)
+    } else {
+        machine.rsplit_once(':').map(|(_, p)| p)
+    };
+    let problem = if machine.is_empty() || machine == "[" {
+        Some("it names no host".to_string())
+    } else if let Some(port) = port {
+        Some(format!(
+            "a port in the URL (`:{port}`) cannot be passed to ssh by the engine client; \
+             add a `Host` alias with `Port {port}` to ~/.ssh/config and use `ssh://<alias>`"
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(reason) => Err(EngineError::Unreachable {
+            host: host.to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The error with its causes: bollard's own message for an SSH failure is
+/// only "client error (Connect)"; ssh's reason is further down the chain.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !cause_text.is_empty() && !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(cause_text.trim());
+        }
+        source = cause.source();
+    }
+    text
+}
+
 impl Engine {
     /// Connects (`None` = the local engine) and negotiates the API version,
     /// so an older engine (e.g. 20.10, API 1.41) works.
+    ///
+    /// Remote engines: `ssh://user@host` or `ssh://alias`. Bollard runs the
+    /// system `ssh` (batch mode, so never a prompt) and `docker system
+    /// dial-stdio` on the host, so everything ssh reads applies: port,
+    /// identity, known hosts and jump hosts come from `~/.ssh/config` for
+    /// that alias, and keys from the agent. `SLIPWAY_SSH_IDENTITY=<private
+    /// key>` picks the key explicitly (ssh then offers only that one). A port
+    /// in the URL (`ssh://user@host:2222`) is refused up front: bollard 0.21
+    /// hands `host:2222` to ssh as a host name, so it could never connect;
+    /// use a `Host` alias with `Port` instead.
     pub async fn connect(host: Option<&str>) -> Result<Self, EngineError> {
         let display = host.unwrap_or("unix:///var/run/docker.sock").to_string();
-        let unreachable = |e: &dyn std::fmt::Display| EngineError::Unreachable {
+        let unreachable = |e: &dyn std::error::Error| EngineError::Unreachable {
             host: display.clone(),
-            reason: e.to_string(),
+            reason: error_chain(e),
         };
         let docker = match host {
             None => Docker::connect_with_local_defaults(),
             Some(h) if h.starts_with("ssh://") => {
-                Docker::connect_with_ssh(h, 120, bollard::API_DEFAULT_VERSION, None)
+                check_ssh_destination(h)?;
+                let identity = std::env::var("SLIPWAY_SSH_IDENTITY")
+                    .ok()
+                    .filter(|p| !p.is_empty());
+                if let Some(path) = &identity
+                    && !Path::new(path).is_file()
+                {
+                    return Err(EngineError::Unreachable {
+                        host: display,
+                        reason: format!(
+                            "SLIPWAY_SSH_IDENTITY names `{path}`, which is not a readable file"
+                        ),
+                    });
+                }
+                Docker::connect_with_ssh(h, 120, bollard::API_DEFAULT_VERSION, identity)
             }
             Some(h) if h.starts_with("unix://") => {
                 Docker::connect_with_unix(h, 120, bollard::API_DEFAULT_VERSION)
