@@ -116,23 +116,20 @@ fn check_ssh_destination(host: &str) -> Result<(), EngineError> {
     } else {
         machine.rsplit_once(':').map(|(_, p)| p)
     };
-    let problem = if machine.is_empty() || machine == "[" {
-        Some("it names no host".to_string())
+    let reason = if machine.is_empty() || machine == "[" {
+        "it names no host".to_string()
     } else if let Some(port) = port {
-        Some(format!(
+        format!(
             "a port in the URL (`:{port}`) cannot be passed to ssh by the engine client; \
              add a `Host` alias with `Port {port}` to ~/.ssh/config and use `ssh://<alias>`"
-        ))
+        )
     } else {
-        None
+        return Ok(());
     };
-    match problem {
-        Some(reason) => Err(EngineError::Unreachable {
-            host: host.to_string(),
-            reason,
-        }),
-        None => Ok(()),
-    }
+    Err(EngineError::Unreachable {
+        host: host.to_string(),
+        reason,
+    })
 }
 
 /// The error with its causes: bollard's own message for an SSH failure is
