@@ -192,7 +192,12 @@ fn deploys_migrates_fails_safely_and_rolls_back_with_zero_failed_requests() {
     ]);
 
     // A build that fails changes nothing.
-    let build = app.slipway(&["--set", "app.build.command=echo cannot compile >&2; exit 3", "deploy", &app.env]);
+    let build = app.slipway(&[
+        "--set",
+        "app.build.command=echo cannot compile >&2; exit 3",
+        "deploy",
+        &app.env,
+    ]);
     assert_eq!(build.code, 1, "{}", build.all());
     assert!(
         build.stderr.contains("failed at step `build`"),

@@ -9,6 +9,8 @@
 //! `PATH` (bollard's connector and the docker CLI both run `ssh` from
 //! `PATH`). An operator gets the same with a `Host` alias in ~/.ssh/config.
 
+// The same throwaway repository as the local-engine deploy tests.
+#[path = "../deploy/harness.rs"]
 mod harness;
 
 use std::fs;
