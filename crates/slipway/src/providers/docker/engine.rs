@@ -40,7 +40,7 @@ impl EngineError {
     pub fn hint(&self) -> String {
         match self {
             EngineError::Unreachable { host, .. } if host.starts_with("ssh://") => format!(
-                "check that `ssh {}` works without a password prompt and that the user may use docker there",
+                "check that `ssh {} docker version` works without a prompt (a non-standard port belongs in a ~/.ssh/config alias)",
                 host.trim_start_matches("ssh://")
             ),
             EngineError::Unreachable { .. } => {
