@@ -126,16 +126,7 @@ impl App {
             snapshots,
         };
         app.git(&["init", "-q", "-b", "main"]);
-        app.git(&["add", "-A"]);
-        app.git(&[
-            "-c",
-            "user.name=e2e",
-            "-c",
-            "user.email=e2e@example.org",
-            "commit",
-            "-qm",
-            "initial",
-        ]);
+        app.commit_all("initial");
         app
     }
 
@@ -158,6 +149,11 @@ impl App {
 
     pub fn commit_file(&self, path: &str, content: &str, message: &str) {
         fs::write(self.root().join(path), content).unwrap();
+        self.commit_all(message);
+    }
+
+    /// Commits every change of the work tree.
+    pub fn commit_all(&self, message: &str) {
         self.git(&["add", "-A"]);
         self.git(&[
             "-c",

@@ -65,16 +65,7 @@ fn deploys_migrates_fails_safely_and_rolls_back_with_zero_failed_requests() {
         "ALTER TABLE events DROP COLUMN capacity;\n",
     )
     .unwrap();
-    app.git(&["add", "-A"]);
-    app.git(&[
-        "-c",
-        "user.name=e2e",
-        "-c",
-        "user.email=e2e@example.org",
-        "commit",
-        "-qm",
-        "down",
-    ]);
+    app.commit_all("down");
     let second = app.deploy();
     assert_eq!(second.code, 0, "{}", second.all());
     let release_b = app.head();
@@ -180,16 +171,7 @@ fn deploys_migrates_fails_safely_and_rolls_back_with_zero_failed_requests() {
     assert_eq!(history[0]["status"], "failed", "{history}");
     assert!(history[0]["error"].as_str().unwrap().contains("migrate"));
     std::fs::remove_file(app.root().join("migrations/0006_broken.up.sql")).unwrap();
-    app.git(&["add", "-A"]);
-    app.git(&[
-        "-c",
-        "user.name=e2e",
-        "-c",
-        "user.email=e2e@example.org",
-        "commit",
-        "-qm",
-        "drop broken",
-    ]);
+    app.commit_all("drop broken");
 
     // A build that fails changes nothing.
     let build = app.slipway(&[
