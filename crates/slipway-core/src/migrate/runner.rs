@@ -470,22 +470,8 @@ impl Runner {
         }
         let duration = started.elapsed();
         let bookkeeping = async {
-            tables.set_version(&tx, to, false).await?;
-            if is_up {
-                tables
-                    .record(
-                        &tx,
-                        m.version,
-                        &m.name,
-                        &m.up.checksum,
-                        Some(duration),
-                        release,
-                        false,
-                    )
-                    .await?;
-            } else {
-                tables.forget_above(&tx, to).await?;
-            }
+            let applied = is_up.then_some((duration, release));
+            tables.settle(&tx, m, to, applied).await?;
             tx.commit().await
         }
         .await;
@@ -571,22 +557,8 @@ impl Runner {
             .await
             .map_err(|e| target.db_error("clearing the dirty mark", &e))?;
         let clear = async {
-            tables.set_version(&tx, to, false).await?;
-            if is_up {
-                tables
-                    .record(
-                        &tx,
-                        m.version,
-                        &m.name,
-                        &m.up.checksum,
-                        Some(duration),
-                        release.as_deref(),
-                        false,
-                    )
-                    .await?;
-            } else {
-                tables.forget_above(&tx, to).await?;
-            }
+            let applied = is_up.then_some((duration, release.as_deref()));
+            tables.settle(&tx, m, to, applied).await?;
             tx.commit().await
         }
         .await;

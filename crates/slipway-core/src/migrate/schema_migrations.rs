@@ -217,6 +217,35 @@ impl Tables {
         Ok(())
     }
 
+    /// The bookkeeping after a file ran, in the caller's transaction: the
+    /// version is now `to` and clean; an applied file is recorded, a reverted
+    /// one (and anything above `to`) forgotten. Both runner paths (in a
+    /// transaction, and dirty-bracketed) end with exactly this.
+    pub async fn settle<C: GenericClient>(
+        &self,
+        c: &C,
+        m: &super::source::Migration,
+        to: Option<u64>,
+        applied: Option<(Duration, Option<&str>)>,
+    ) -> Result<(), tokio_postgres::Error> {
+        self.set_version(c, to, false).await?;
+        match applied {
+            Some((duration, release)) => {
+                self.record(
+                    c,
+                    m.version,
+                    &m.name,
+                    &m.up.checksum,
+                    Some(duration),
+                    release,
+                    false,
+                )
+                .await
+            }
+            None => self.forget_above(c, to).await,
+        }
+    }
+
     /// Forgets the rows of versions above `version` (all rows for `None`):
     /// those versions are no longer applied.
     pub async fn forget_above<C: GenericClient>(
