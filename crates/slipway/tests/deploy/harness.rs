@@ -10,7 +10,7 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 
 pub const SECRET: &str = "e2e-canary-secret-0123456789abcdef0123456789";
@@ -43,17 +43,9 @@ pub fn prepare() {
     });
 }
 
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    pub fn all(&self) -> String {
-        format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
-    }
-}
+#[path = "../common/run.rs"]
+mod run;
+pub use run::Run;
 
 pub struct App {
     pub dir: tempfile::TempDir,
@@ -193,16 +185,7 @@ impl App {
     }
 
     pub fn slipway_env(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = self.command(args, extra_env).output().unwrap();
-        let run = Run {
-            code: status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        };
+        let run = Run::from_output(self.command(args, extra_env).output().unwrap());
         assert!(
             !run.all().contains(SECRET),
             "a secret leaked into slipway's output:\n{}",

@@ -12,25 +12,15 @@ use serde_json::Value;
 use slipway_testkit::PgContainer;
 
 /// Password of the role the tests connect as; must never be printed.
+#[path = "../common/run.rs"]
+mod run;
+
+use run::Run;
+
 const CANARY: &str = "canary-mig-7b1e0c-do-not-print";
 const ROLE: &str = "slipway_canary";
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 impl Run {
-    fn all(&self) -> String {
-        format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.all()))
-    }
-
     /// Asserts the exit code and that the canary is nowhere in the output.
     fn expect(self, code: i32) -> Run {
         assert!(
@@ -55,12 +45,7 @@ fn slipway(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("run slipway");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from_output(cmd.output().expect("run slipway"))
 }
 
 /// SQL through `psql` in the container over its unix socket (trusted), fed on

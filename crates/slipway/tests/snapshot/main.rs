@@ -15,26 +15,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "../common/run.rs"]
+mod run;
+
+use run::Run;
+
 /// The database password; `@` and `:` force percent-encoding in the URL.
 const CANARY: &str = "canary-snap-5d2e-do-not-print@pw:0123456789abcdef";
 const ENV: &str = "development";
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 impl Run {
-    fn all(&self) -> String {
-        format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.all()))
-    }
-
     /// Asserts the exit code and that the password, raw or percent-encoded,
     /// is nowhere in the output.
     fn expect(self, code: i32) -> Run {
@@ -209,12 +199,7 @@ impl Fixture {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        let out = cmd.output().expect("run slipway");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::from_output(cmd.output().expect("run slipway"))
     }
 
     /// SQL in the database container over its (trusted) unix socket, on stdin.
