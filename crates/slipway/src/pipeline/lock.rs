@@ -89,25 +89,23 @@ fn held(report: slipway_core::admin::LockReport) -> Result<Held, StepError> {
 }
 
 pub async fn release(t: &Target, lock_id: &str) -> Result<(), StepError> {
-    let request = AdminRequest::LockRelease(LockRefArgs {
-        app: t.names.route(),
-        lock_id: lock_id.to_string(),
-        force: false,
-    });
-    match t.agent_call(request).await {
-        Ok(_) => Ok(()),
-        Err(AgentError::Refused(e)) if e.kind == AdminErrorKind::LockNotHeld => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    release_lock(t, lock_id, false).await
 }
 
+/// Releases a lock this process does not hold (an orphaned one, or the
+/// operator's `--force`).
 pub async fn release_force(t: &Target, lock_id: &str) -> Result<(), StepError> {
+    release_lock(t, lock_id, true).await
+}
+
+async fn release_lock(t: &Target, lock_id: &str, force: bool) -> Result<(), StepError> {
     let request = AdminRequest::LockRelease(LockRefArgs {
         app: t.names.route(),
         lock_id: lock_id.to_string(),
-        force: true,
+        force,
     });
     match t.agent_call(request).await {
+        // Already released (or expired and taken over): nothing left to do.
         Ok(_) => Ok(()),
         Err(AgentError::Refused(e)) if e.kind == AdminErrorKind::LockNotHeld => Ok(()),
         Err(e) => Err(e.into()),
