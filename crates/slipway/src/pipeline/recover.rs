@@ -74,16 +74,7 @@ async fn mark_switched(
     let mut deployment = in_progress(ledger, id).unwrap_or_else(|| {
         record::deployment(
             id,
-            &super::release::Release {
-                id: release.to_string(),
-                commit: String::new(),
-                version: release.to_string(),
-                git_ref: String::new(),
-                build_date: String::new(),
-                deployer: "unknown".into(),
-                source_root: Default::default(),
-                worktree: None,
-            },
+            &super::release::Release::already_built(release, "", release, "", "unknown".into()),
             record::Outcome {
                 status: "active",
                 health: "unknown",

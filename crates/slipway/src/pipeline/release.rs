@@ -124,6 +124,27 @@ pub fn resolve(root: &Path, git_ref: Option<&str>) -> Result<Release, ReleaseErr
 }
 
 impl Release {
+    /// A release that was built earlier and is only being recorded again
+    /// (rollback, repair of an interrupted deploy): nothing to build from.
+    pub fn already_built(
+        id: &str,
+        commit: &str,
+        version: &str,
+        git_ref: &str,
+        deployer: String,
+    ) -> Release {
+        Release {
+            id: id.to_string(),
+            commit: commit.to_string(),
+            version: version.to_string(),
+            git_ref: git_ref.to_string(),
+            build_date: String::new(),
+            deployer,
+            source_root: PathBuf::new(),
+            worktree: None,
+        }
+    }
+
     /// Removes the temporary worktree of a `--ref` build, if any.
     pub fn cleanup(&self, root: &Path) {
         if let Some(tree) = &self.worktree {

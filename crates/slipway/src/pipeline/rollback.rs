@@ -142,24 +142,23 @@ pub async fn rollback(
             if let Some(v) = target_record.as_ref().and_then(schema_version) {
                 extra.insert(SCHEMA_VERSION.into(), json!(v));
             }
-            let release = Release {
-                id: target_release.clone(),
-                commit: target_record
-                    .as_ref()
-                    .and_then(|d| d.git_commit.clone())
-                    .unwrap_or_default(),
-                version: target_record
-                    .as_ref()
-                    .and_then(|d| d.extra.get("release_version"))
-                    .and_then(|v| v.as_str())
-                    .unwrap_or(&target_release)
-                    .to_string(),
-                git_ref: "rollback".into(),
-                build_date: String::new(),
-                deployer: super::release::deployer(),
-                source_root: Default::default(),
-                worktree: None,
-            };
+            let commit = target_record
+                .as_ref()
+                .and_then(|d| d.git_commit.clone())
+                .unwrap_or_default();
+            let version = target_record
+                .as_ref()
+                .and_then(|d| d.extra.get("release_version"))
+                .and_then(|v| v.as_str())
+                .unwrap_or(&target_release)
+                .to_string();
+            let release = Release::already_built(
+                &target_release,
+                &commit,
+                &version,
+                "rollback",
+                super::release::deployer(),
+            );
             let mut d = record::deployment(
                 &id,
                 &release,
