@@ -79,7 +79,22 @@ pub struct ServeArgs {
     #[arg(long, env = "SLIPWAY_AGENT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Proxy threads, each with its own listener and upstream pool
-    /// (default: one per core).
+    /// (default: one per core; when taking over, one per handed-over listener).
     #[arg(long, env = "SLIPWAY_AGENT_WORKERS")]
     pub workers: Option<usize>,
+    /// Replace the agent serving from the same state dir without a traffic
+    /// gap: take its listening sockets, routes and ledger over
+    /// `<state-dir>/handover.sock`, serve beside it, and own everything once
+    /// it is stopped. Needs the same network namespace (on Docker:
+    /// `--network container:<the container that publishes the port>`).
+    #[arg(long, env = "SLIPWAY_AGENT_TAKE_OVER")]
+    pub take_over: bool,
+    /// With --take-over: if the predecessor still serves after this long,
+    /// give up (it serves alone again) and exit 1.
+    #[arg(
+        long,
+        env = "SLIPWAY_AGENT_TAKE_OVER_TIMEOUT_MS",
+        default_value_t = 120_000
+    )]
+    pub take_over_timeout_ms: u64,
 }

@@ -18,6 +18,7 @@ pub mod admin;
 pub mod config;
 pub mod ctl;
 pub mod drain;
+pub mod handover;
 pub mod health;
 pub mod internal;
 pub mod ledger;
@@ -39,6 +40,12 @@ use config::{AccessLogMode, LogFormat, ServeArgs};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Which build of [`VERSION`]: `SLIPWAY_AGENT_BUILD` when compiled, else `dev`.
+pub const BUILD: &str = match option_env!("SLIPWAY_AGENT_BUILD") {
+    Some(build) => build,
+    None => "dev",
+};
+
 /// Exit code when the ledger is newer than this agent.
 pub const EXIT_LEDGER_TOO_NEW: u8 = 6;
 
@@ -55,6 +62,10 @@ enum Command {
     Serve(ServeArgs),
     /// Talk to a running agent over its admin socket.
     Ctl(ctl::CtlArgs),
+    /// Do nothing until SIGTERM: the first process of the container that
+    /// holds the public port and network namespace the agents share, so an
+    /// agent can be replaced without the port ever closing.
+    Hold,
 }
 
 /// What the admin API and the internal listener act on.
@@ -62,6 +73,7 @@ pub struct Agent {
     pub router: Arc<router::Router>,
     pub ledger: Arc<ledger::Ledger>,
     pub metrics: Arc<metrics::Metrics>,
+    pub handover: handover::Handover,
     pub started: Instant,
 }
 
@@ -70,6 +82,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Ctl(args) => ExitCode::from(ctl::run(args)),
+        Command::Hold => hold(),
         Command::Serve(args) => match serve(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -113,21 +126,64 @@ fn init_tracing(format: LogFormat) {
 }
 
 async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let store = ledger::Store::open(&args.state_dir, VERSION)?;
+    // Either take the listeners of the agent serving from this state dir
+    // (an upgrade), or bind them (and refuse to start beside a serving agent
+    // that would write the same ledger).
+    let take_over = if args.take_over {
+        let state_dir = args.state_dir.clone();
+        let t = tokio::task::spawn_blocking(move || handover::successor::connect(&state_dir))
+            .await
+            .context("take-over task")??;
+        tracing::info!(predecessor_pid = t.predecessor_pid, predecessor = %t.predecessor_version,
+            listeners = t.listeners.public.len(), "took the listening sockets of the serving agent");
+        Some(t)
+    } else {
+        handover::predecessor::refuse_if_serving(&args.state_dir)?;
+        None
+    };
+    let store = match ledger::Store::open(&args.state_dir, VERSION) {
+        Ok(store) => store,
+        Err(e) => {
+            if let Some(t) = take_over {
+                t.abort(&format!("{e}"));
+            }
+            return Err(e.into());
+        }
+    };
     let ledger = Arc::new(ledger::Ledger {
         store,
         lock_expiry: Duration::from_millis(args.lock_expiry_ms),
         clock: ledger::system_clock(),
     });
     let metrics = Arc::new(metrics::Metrics::default());
-    let router = Arc::new(
-        router::Router::restore(Arc::clone(&ledger), Arc::clone(&metrics))
-            .map_err(|e| anyhow::anyhow!("cannot restore routes from the ledger: {}", e.message))?,
-    );
+    let router = match router::Router::restore(Arc::clone(&ledger), Arc::clone(&metrics)) {
+        Ok(router) => Arc::new(router),
+        Err(e) => {
+            let message = format!("cannot restore routes from the ledger: {}", e.message);
+            if let Some(t) = take_over {
+                t.abort(&message);
+            }
+            anyhow::bail!(message);
+        }
+    };
+
+    let (listeners, gate) = match &take_over {
+        Some(t) => (
+            t.listeners
+                .duplicate()
+                .context("duplicating the handed-over sockets")?,
+            handover::gate::Gate::shut_for_take_over(t.predecessor_pid),
+        ),
+        None => (bind_listeners(&args)?, handover::gate::Gate::open()),
+    };
+    let kept = listeners
+        .duplicate()
+        .context("duplicating the listening sockets")?;
     let agent = Arc::new(Agent {
         router: Arc::clone(&router),
         ledger,
         metrics: Arc::clone(&metrics),
+        handover: handover::Handover::new(gate, kept),
         started: Instant::now(),
     });
 
@@ -144,35 +200,34 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         AccessLogMode::Off => None,
     };
 
-    let workers = args
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
-    // One SO_REUSEPORT listener per proxy thread: the kernel spreads
-    // connections over them, as over nginx's workers.
-    let first = proxy::bind_reuseport(args.listen)
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let bound = first.local_addr().context("listener address")?;
-    let mut listeners = vec![first];
-    for _ in 1..workers {
-        listeners.push(
-            proxy::bind_reuseport(bound).with_context(|| format!("cannot listen on {bound}"))?,
-        );
-    }
-    let internal = tokio::net::TcpListener::bind(args.metrics_listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (metrics)", args.metrics_listen))?;
+    let handover::Listeners {
+        public,
+        metrics: internal,
+    } = listeners;
+    let workers = public.len();
+    let bound = public[0].local_addr().context("listener address")?;
+    let metrics_addr = internal.local_addr().context("metrics listener address")?;
+    let internal = tokio::net::TcpListener::from_std(internal).context("metrics listener")?;
     let admin_socket = admin::socket::bind(&args.socket)
         .with_context(|| format!("cannot create the admin socket `{}`", args.socket.display()))?;
-    tracing::info!(listen = %bound, workers, metrics = %args.metrics_listen,
+    tracing::info!(listen = %bound, workers, metrics = %metrics_addr,
         socket = %args.socket.display(), state = %agent.ledger.store.path().display(),
-        version = VERSION, "agent ready");
+        version = VERSION, build = BUILD, "agent ready");
 
     tokio::spawn(internal::serve(internal, Arc::clone(&agent)));
     tokio::spawn(admin::socket::serve(admin_socket, Arc::clone(&agent)));
+    let listeners = public;
 
     let stop = CancellationToken::new();
     tokio::spawn(stop_on_signal(stop.clone()));
+    // A stop, whatever its cause, ends this agent's part in an upgrade.
+    tokio::spawn({
+        let (stop, agent) = (stop.clone(), Arc::clone(&agent));
+        async move {
+            stop.cancelled().await;
+            agent.handover.on_stop();
+        }
+    });
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(workers);
     for (i, listener) in listeners.into_iter().enumerate() {
         let proxy = proxy::Proxy {
@@ -198,14 +253,76 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .context("cannot start a proxy thread")?;
     }
     drop(done_tx);
+    match take_over {
+        Some(t) => t.ready(
+            Arc::clone(&agent),
+            args.state_dir.clone(),
+            stop.clone(),
+            Duration::from_millis(args.take_over_timeout_ms),
+        )?,
+        None => {
+            tokio::spawn(handover::predecessor::serve(
+                Arc::clone(&agent),
+                args.state_dir.clone(),
+            ));
+        }
+    }
     // Every proxy thread has stopped (or failed) when the channel closes.
     while done_rx.recv().await.is_some() {}
     if let Some(log) = access_log {
         log.flush();
     }
     let _ = std::fs::remove_file(&args.socket);
+    if agent.handover.abandoned() {
+        anyhow::bail!(
+            "gave up taking over: the serving agent was not stopped within {} ms; it serves alone",
+            args.take_over_timeout_ms
+        );
+    }
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// Bind the public listeners (one `SO_REUSEPORT` socket per proxy thread:
+/// the kernel spreads connections over them, as over nginx's workers) and
+/// the metrics listener.
+fn bind_listeners(args: &ServeArgs) -> anyhow::Result<handover::Listeners> {
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let first = proxy::bind_reuseport(args.listen)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let bound = first.local_addr().context("listener address")?;
+    let mut public = vec![first];
+    for _ in 1..workers {
+        public.push(
+            proxy::bind_reuseport(bound).with_context(|| format!("cannot listen on {bound}"))?,
+        );
+    }
+    let metrics = std::net::TcpListener::bind(args.metrics_listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .with_context(|| format!("cannot listen on {} (metrics)", args.metrics_listen))?;
+    Ok(handover::Listeners { public, metrics })
+}
+
+/// `slipway-agent hold`: wait for SIGTERM or SIGINT, then exit 0.
+fn hold() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async {
+        let stop = CancellationToken::new();
+        stop_on_signal(stop.clone()).await;
+    });
+    ExitCode::SUCCESS
 }
 
 /// A thread-per-core proxy worker: its own current-thread runtime, listener

@@ -178,6 +178,29 @@ pub enum AdminRequest {
     Version,
 }
 
+impl AdminRequest {
+    /// Whether the verb changes the routes or the ledger. These are refused
+    /// (`handing_over`) while an agent upgrade hands them over; the others
+    /// are always answered.
+    pub fn changes_state(&self) -> bool {
+        match self {
+            Self::Deploy(_)
+            | Self::Rollback(_)
+            | Self::Pause(_)
+            | Self::Resume(_)
+            | Self::LockAcquire(_)
+            | Self::LockRenew(_)
+            | Self::LockRelease(_)
+            | Self::HistoryRecord(_) => true,
+            Self::Routes
+            | Self::LockStatus(_)
+            | Self::HistoryList(_)
+            | Self::State(_)
+            | Self::Version => false,
+        }
+    }
+}
+
 /// One response line on the admin socket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
@@ -274,9 +297,48 @@ pub struct LockReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionInfo {
     pub agent_version: String,
+    /// Which build of that version (`SLIPWAY_AGENT_BUILD` at compile time,
+    /// else `dev`), so two builds of one version can be told apart.
+    #[serde(default)]
+    pub build: String,
     pub ledger_format_version: u32,
     pub uptime_secs: u64,
     pub pid: u32,
+    /// Where the agent stands in an upgrade (absent from agents that
+    /// predate upgrades: read as `serving`).
+    #[serde(default)]
+    pub role: AgentRole,
+    /// The other agent of an upgrade in progress (its pid), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_pid: Option<u32>,
+}
+
+/// An agent's part in an upgrade. Both agents of an upgrade accept traffic
+/// on the same listening sockets; neither changes the ledger until one of
+/// them is gone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentRole {
+    /// The only agent: owns the ledger and the routes.
+    #[default]
+    Serving,
+    /// Gave its listeners to a successor; serves beside it, ledger frozen,
+    /// until it is stopped (upgrade done) or the successor goes (upgrade
+    /// abandoned, it owns everything again).
+    HandingOver,
+    /// Took the listeners and the ledger from its predecessor; serves beside
+    /// it, ledger frozen, until the predecessor is gone.
+    TakingOver,
+}
+
+impl std::fmt::Display for AgentRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Serving => "serving",
+            Self::HandingOver => "handing over",
+            Self::TakingOver => "taking over",
+        })
+    }
 }
 
 /// Why a verb failed. `kind` is stable for programs; `message` is for people
@@ -308,6 +370,9 @@ pub enum AdminErrorKind {
     LockNotHeld,
     /// The ledger on disk was written by a newer agent.
     LedgerTooNew,
+    /// An agent upgrade is in progress: the ledger is frozen for a few
+    /// seconds. Retry.
+    HandingOver,
     /// Anything else (I/O on the state dir...).
     Internal,
 }
@@ -322,6 +387,7 @@ impl AdminErrorKind {
             Self::HealthCheckFailed => 4,
             Self::LockHeld | Self::LockNotHeld => 5,
             Self::LedgerTooNew => 6,
+            Self::HandingOver => 8,
             Self::Internal => 1,
         }
     }

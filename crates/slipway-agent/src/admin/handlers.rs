@@ -6,6 +6,15 @@ use slipway_core::admin::{AdminRequest, AdminResponse, AdminResult, VersionInfo}
 use crate::Agent;
 
 pub async fn handle(agent: &std::sync::Arc<Agent>, req: AdminRequest) -> AdminResponse {
+    // Held to the end of the verb, so an upgrade waits for it.
+    let _pass = if req.changes_state() {
+        match agent.handover.gate.pass() {
+            Ok(pass) => Some(pass),
+            Err(error) => return AdminResponse::Error { error },
+        }
+    } else {
+        None
+    };
     let result = match req {
         AdminRequest::Deploy(a) => agent.router.deploy(a).await,
         AdminRequest::Rollback(a) => agent.router.rollback(a).await,
@@ -19,12 +28,18 @@ pub async fn handle(agent: &std::sync::Arc<Agent>, req: AdminRequest) -> AdminRe
         AdminRequest::HistoryRecord(a) => agent.ledger.history_record(a),
         AdminRequest::HistoryList(a) => agent.ledger.history_list(a),
         AdminRequest::State(a) => agent.ledger.state(a.app),
-        AdminRequest::Version => Ok(AdminResult::Version(VersionInfo {
-            agent_version: crate::VERSION.to_owned(),
-            ledger_format_version: slipway_core::ledger::FORMAT_VERSION,
-            uptime_secs: agent.started.elapsed().as_secs(),
-            pid: std::process::id(),
-        })),
+        AdminRequest::Version => {
+            let (role, peer_pid) = agent.handover.gate.role();
+            Ok(AdminResult::Version(VersionInfo {
+                agent_version: crate::VERSION.to_owned(),
+                build: crate::BUILD.to_owned(),
+                ledger_format_version: slipway_core::ledger::FORMAT_VERSION,
+                uptime_secs: agent.started.elapsed().as_secs(),
+                pid: std::process::id(),
+                role,
+                peer_pid,
+            }))
+        }
     };
     match result {
         Ok(result) => AdminResponse::Ok { result },

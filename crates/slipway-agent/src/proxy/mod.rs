@@ -17,10 +17,13 @@ pub mod service;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use hyper::header::HeaderName;
+use hyper::body::Incoming;
+use hyper::header::{CONNECTION, HeaderName, HeaderValue};
 use hyper::service::service_fn;
+use hyper::{Request, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -58,6 +61,10 @@ pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
     Ok(socket.into())
 }
 
+/// After a stop, how long busy keep-alive connections get to end by
+/// themselves (on their next response) before idle ones are closed.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
 /// Connection-level settings.
 pub struct ServeConfig {
     /// HTTP/1 keep-alive idle bound (also bounds slow request heads).
@@ -85,6 +92,11 @@ pub async fn serve(
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .keep_alive_timeout(Duration::from_secs(20));
     let graceful = GracefulShutdown::new();
+    // Set once this agent stops accepting: HTTP/1 responses then say
+    // `Connection: close`, so a busy keep-alive client reconnects (to the
+    // successor, which accepts on the same socket) between requests instead
+    // of finding its connection closed under a request it just sent.
+    let closing = Arc::new(AtomicBool::new(false));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -101,7 +113,24 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let proxy = Arc::clone(&proxy);
         let client_ip = peer.ip();
-        let svc = service_fn(move |req| service::handle(Arc::clone(&proxy), client_ip, req));
+        let closing = Arc::clone(&closing);
+        let svc = service_fn(move |req: Request<Incoming>| {
+            let http1 = req.version() < Version::HTTP_2;
+            let response = service::handle(Arc::clone(&proxy), client_ip, req);
+            let closing = Arc::clone(&closing);
+            async move {
+                let mut response = response.await?;
+                if http1
+                    && closing.load(Ordering::Relaxed)
+                    && response.status() != StatusCode::SWITCHING_PROTOCOLS
+                {
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), svc)
             .into_owned();
@@ -113,8 +142,20 @@ pub async fn serve(
         });
     }
     drop(listener);
-    tracing::info!("stopped accepting; waiting for open connections");
-    if tokio::time::timeout(cfg.shutdown_timeout, graceful.shutdown())
+    closing.store(true, Ordering::Relaxed);
+    tracing::info!(
+        connections = graceful.count(),
+        "stopped accepting; letting open connections finish"
+    );
+    // Busy connections end by themselves after their next response; give
+    // them a moment before idle ones are closed.
+    let started = tokio::time::Instant::now();
+    let linger = CLOSE_LINGER.min(cfg.shutdown_timeout);
+    while graceful.count() > 0 && started.elapsed() < linger {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = cfg.shutdown_timeout.saturating_sub(started.elapsed());
+    if tokio::time::timeout(left, graceful.shutdown())
         .await
         .is_err()
     {

@@ -8,4 +8,5 @@ mod isolation;
 mod ledger;
 mod routing;
 mod switch;
+mod upgrade;
 mod websocket;
