@@ -5,7 +5,8 @@
 //! Exit codes: 0 ok; 1 internal error in the agent; 2 bad request or usage;
 //! 3 app not found; 4 health check failed (route unchanged); 5 lock held by
 //! someone else or not held by the caller; 6 ledger written by a newer
-//! agent; 7 agent unreachable (no socket, connection refused, no answer).
+//! agent; 7 agent unreachable (no socket, connection refused, no answer); 8 an
+//! agent upgrade holds state changes for a moment (retry).
 
 use std::io::Read as _;
 use std::path::PathBuf;

@@ -73,6 +73,9 @@ pub enum Command {
     /// The deploy lock
     #[command(subcommand)]
     Lock(LockCommand),
+    /// The host's agent: status, and upgrades without a traffic gap
+    #[command(subcommand)]
+    Agent(AgentCommand),
     /// Database migrations (golang-migrate layout): status, up, down, force
     #[command(subcommand)]
     Migrate(MigrateCommand),
@@ -154,6 +157,37 @@ pub enum LockCommand {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Version, build, uptime, image, routes and ledger summary of the environment's agent
+    Status(EnvArg),
+    /// Replace the agent by this Slipway's build (or --image) while the public port keeps serving
+    #[command(
+        after_help = "The new agent starts beside the old one and takes over its listening \
+sockets, routes and ledger; the old one then stops accepting, finishes its requests and exits. \
+If the new agent does not come up with the same routes, it is removed and the old one serves on. \
+Holds the deploy lock meanwhile. A deploy with a newer Slipway upgrades the agent the same way.\n\n\
+Downgrade: --image slipway-tools:<tag> (see `docker images slipway-tools`)."
+    )]
+    Upgrade(AgentUpgradeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentUpgradeArgs {
+    /// Environment name, as under `environments:` in deployment.yml
+    pub env: String,
+    /// Tools image to run the agent from (default: this Slipway's, built if missing)
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Replace the agent even if it already runs that image
+    #[arg(long)]
+    pub force: bool,
+    /// Allow the one-time replacement of an agent made by an older Slipway
+    /// (one that publishes the port itself): about a second without service
+    #[arg(long)]
+    pub allow_gap: bool,
 }
 
 #[derive(Debug, Args)]

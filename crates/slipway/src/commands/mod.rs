@@ -1,6 +1,7 @@
 //! One file per verb. [`run`] dispatches; [`load_config`] is the one way a
 //! command gets its configuration (discovery, process environment, `--set`).
 
+mod agent;
 mod config;
 mod deploy;
 mod history;
@@ -30,6 +31,7 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<(), CliError> {
         Command::History(args) => history::run(&args, &cli.global, printer),
         Command::Logs(args) => logs::run(&args, &cli.global, printer),
         Command::Lock(cmd) => lock::run(&cmd, &cli.global, printer),
+        Command::Agent(cmd) => agent::run(&cmd, &cli.global, printer),
         Command::Migrate(cmd) => migrate::run(&cmd, &cli.global, printer),
         Command::Snapshot(cmd) => snapshot::run(&cmd, &cli.global, printer),
     }

@@ -5,10 +5,12 @@
 //!  1. plan (pure; `--dry-run` stops here)      7. migrate (one-off task next to the db)
 //!  2. preflight: engine, git ref, repair       8. start the idle slot
 //!  3. provision network, agent; take the lock  9. (pre-switch hooks: not yet)
+//!     (and upgrade an agent of another build)
 //!  4. build `<app>:<release>`                  10. switch through the agent + confirm
 //!  5. provision the database (+ extensions)    11. watch; switch back on failure
 //!  6. snapshot the database                    12. retire old slot, prune, record, unlock
 
+pub mod agent;
 pub mod build;
 pub mod context;
 pub mod http_probe;
@@ -210,7 +212,7 @@ async fn run(
         .await
         .map_err(|e| ("provision".to_string(), e.into()))?;
     provision::network(t).await.map_err(at("provision"))?;
-    let agent_created = provision::agent(t, &tools_image)
+    let agent = agent::ensure(t, &tools_image)
         .await
         .map_err(at("provision"))?;
     progress.done(
@@ -221,9 +223,16 @@ async fn run(
             "network {}, agent {}{}",
             t.names.network(),
             t.names.agent(),
-            if agent_created { " (created)" } else { "" }
+            if agent.created { " (created)" } else { "" }
         ),
     );
+    if agent.legacy {
+        progress.note(&format!(
+            "the agent predates gap-free upgrades (it publishes the port itself); run \
+             `slipway agent upgrade {} --allow-gap` once at a quiet moment",
+            t.config.environment
+        ));
+    }
     let s = Instant::now();
     let held = lock::acquire(t, &state.id).await.map_err(at("lock"))?;
     if let Some(w) = &held.warning {
@@ -266,6 +275,28 @@ async fn run(
         true,
         format!("held as {} ({})", held.lock.locked_by, held.lock.lock_id),
     );
+
+    // 3b. An agent from another Slipway build is replaced by this one's,
+    // under the lock, before this deploy's switch (no traffic gap).
+    if !agent.legacy && agent.image != tools_image {
+        let s = Instant::now();
+        let upgraded = agent::upgrade(t, &tools_image, false, &|l: &str| tracing::info!("{l}"))
+            .await
+            .map_err(at("agent upgrade"))?;
+        progress.done(
+            "agent upgrade",
+            s,
+            true,
+            format!(
+                "{} → {} ({} → {}), both served for {} ms",
+                upgraded.from_version,
+                upgraded.to_version,
+                upgraded.from_image,
+                upgraded.to_image,
+                upgraded.beside_ms
+            ),
+        );
+    }
 
     // 4. build.
     let s = Instant::now();

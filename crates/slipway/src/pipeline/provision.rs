@@ -1,18 +1,14 @@
-//! Idempotent provisioning: the environment's network, its database (with
-//! the required extensions created and checked) and its agent. Safe to run
-//! on every deploy; each piece is created only when missing.
+//! Idempotent provisioning: the environment's network and its database (with
+//! the required extensions created and checked); the agent's is in
+//! [`super::agent`]. Safe to run on every deploy; each piece is created only
+//! when missing.
 
 use std::time::{Duration, Instant};
 
-use slipway_core::admin::AdminRequest;
 use slipway_core::config::schema::DatabaseMode;
 
 use super::context::{StepError, Target};
 use crate::providers::docker::{ContainerSpec, ExecOutput};
-
-/// Port the agent listens on inside its container.
-pub const AGENT_PORT: u16 = 8080;
-const AGENT_STATE_DIR: &str = "/var/lib/slipway-agent";
 
 pub async fn network(t: &Target) -> Result<bool, StepError> {
     Ok(t.engine
@@ -174,53 +170,4 @@ async fn psql(t: &Target, args: &[&str]) -> Result<ExecOutput, StepError> {
     let mut cmd = vec!["psql", "-U", &db.user, "-d", &db.name];
     cmd.extend_from_slice(args);
     Ok(t.engine.exec(&t.names.database(), &cmd, None).await?)
-}
-
-/// The agent container: started when missing or stopped, then waited for
-/// until it answers on its admin socket.
-pub async fn agent(t: &Target, tools_image: &str) -> Result<bool, StepError> {
-    let name = t.names.agent();
-    let mut created = false;
-    match t.engine.inspect(&name).await {
-        Some(c) if c.running => {}
-        Some(_) => t.engine.start(&name).await?,
-        None => {
-            t.engine
-                .ensure_volume(&t.names.agent_volume(), &t.names.labels("agent"))
-                .await?;
-            let port = t.config.settings.deployment.public_port;
-            let spec = ContainerSpec {
-                name: name.clone(),
-                image: tools_image.to_string(),
-                cmd: Some(vec![
-                    "slipway-agent".into(),
-                    "serve".into(),
-                    "--listen".into(),
-                    format!("0.0.0.0:{AGENT_PORT}"),
-                    "--state-dir".into(),
-                    AGENT_STATE_DIR.into(),
-                ]),
-                labels: t.names.labels("agent"),
-                network: Some(t.names.network()),
-                aliases: vec![name.clone()],
-                ports: vec![("0.0.0.0".into(), port, AGENT_PORT)],
-                volumes: vec![(t.names.agent_volume(), AGENT_STATE_DIR.into())],
-                restart: true,
-                stop_timeout: Some(40),
-                ..Default::default()
-            };
-            t.engine.run(&spec).await?;
-            created = true;
-        }
-    }
-    let started = Instant::now();
-    loop {
-        match t.agent_call(AdminRequest::Version).await {
-            Ok(_) => return Ok(created),
-            Err(e) if started.elapsed() > Duration::from_secs(30) => {
-                return Err(StepError::from(e).hint(format!("see `docker logs {name}`")));
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
 }

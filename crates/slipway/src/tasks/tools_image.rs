@@ -43,19 +43,12 @@ pub async fn ensure_tools_image(
     engine: &Engine,
     progress: &dyn Fn(&str),
 ) -> Result<String, TaskError> {
-    let cli = std::env::current_exe().map_err(|e| {
-        TaskError::failed(format!("cannot find the running slipway binary: {e}"))
-            .hint("run slipway from a path that exists (not a deleted or replaced file)")
-    })?;
-    let agent = agent_binary(&cli)?;
-    let recipe = dockerfile();
-    let digest = tokio::task::spawn_blocking({
-        let (cli, agent, recipe) = (cli.clone(), agent.clone(), recipe.clone());
-        move || cached_fingerprint(&[&cli, &agent], &recipe, cache_file().as_deref())
-    })
-    .await
-    .map_err(|e| TaskError::failed(format!("hashing the binaries failed: {e}")))??;
-    let tag = format!("{TOOLS_REPO}:{}", &digest[..12]);
+    let Inputs {
+        cli,
+        agent,
+        recipe,
+        tag,
+    } = inputs().await?;
     if engine.image_exists(&tag).await {
         return Ok(tag);
     }
@@ -115,6 +108,41 @@ async fn prune_old_tools_images(engine: &Engine, current: &str) {
             }
         }
     }
+}
+
+/// The tag of the tools image this slipway would use (built or not), e.g. to
+/// tell whether a running agent is this slipway's.
+pub async fn tools_image_tag() -> Result<String, TaskError> {
+    Ok(inputs().await?.tag)
+}
+
+struct Inputs {
+    cli: PathBuf,
+    agent: PathBuf,
+    recipe: String,
+    tag: String,
+}
+
+async fn inputs() -> Result<Inputs, TaskError> {
+    let cli = std::env::current_exe().map_err(|e| {
+        TaskError::failed(format!("cannot find the running slipway binary: {e}"))
+            .hint("run slipway from a path that exists (not a deleted or replaced file)")
+    })?;
+    let agent = agent_binary(&cli)?;
+    let recipe = dockerfile();
+    let digest = tokio::task::spawn_blocking({
+        let (cli, agent, recipe) = (cli.clone(), agent.clone(), recipe.clone());
+        move || cached_fingerprint(&[&cli, &agent], &recipe, cache_file().as_deref())
+    })
+    .await
+    .map_err(|e| TaskError::failed(format!("hashing the binaries failed: {e}")))??;
+    let tag = format!("{TOOLS_REPO}:{}", &digest[..12]);
+    Ok(Inputs {
+        cli,
+        agent,
+        recipe,
+        tag,
+    })
 }
 
 /// `slipway-agent`: `$SLIPWAY_AGENT_BIN`, else next to the running binary.

@@ -3,6 +3,7 @@
 //! bounded load counting failed requests. Each test has its own app name,
 //! port and resources.
 
+mod agent_upgrade;
 mod harness;
 mod load;
 

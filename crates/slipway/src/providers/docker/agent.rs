@@ -2,7 +2,9 @@
 //! `slipway-agent ctl raw '<json>'` inside the agent container through the
 //! engine's exec (the admin socket is never on a network port).
 
-use slipway_core::admin::{AdminError, AdminRequest, AdminResponse, AdminResult};
+use std::time::{Duration, Instant};
+
+use slipway_core::admin::{AdminError, AdminErrorKind, AdminRequest, AdminResponse, AdminResult};
 
 use super::engine::Engine;
 
@@ -13,6 +15,9 @@ pub enum AgentError {
     #[error("{}", .0.message)]
     Refused(Box<AdminError>),
 }
+
+/// How long a state change waits for an agent upgrade to finish.
+const HANDOVER_PATIENCE: Duration = Duration::from_secs(60);
 
 pub struct AgentClient<'a> {
     engine: &'a Engine,
@@ -27,7 +32,30 @@ impl<'a> AgentClient<'a> {
         }
     }
 
+    pub fn container(&self) -> &str {
+        &self.container
+    }
+
+    /// One request. A state change refused because an agent upgrade holds
+    /// the ledger for a moment (`handing_over`) is retried for up to a
+    /// minute, so a deploy or a lock heartbeat rides through an upgrade.
     pub async fn call(&self, request: &AdminRequest) -> Result<AdminResult, AgentError> {
+        let started = Instant::now();
+        loop {
+            match self.call_once(request).await {
+                Err(AgentError::Refused(e))
+                    if e.kind == AdminErrorKind::HandingOver
+                        && started.elapsed() < HANDOVER_PATIENCE =>
+                {
+                    tracing::info!("{}; retrying", e.message);
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn call_once(&self, request: &AdminRequest) -> Result<AdminResult, AgentError> {
         let unreachable = |reason: String| AgentError::Unreachable {
             container: self.container.clone(),
             reason,

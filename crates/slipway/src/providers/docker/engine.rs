@@ -68,6 +68,9 @@ pub struct ContainerSpec {
     pub cmd: Option<Vec<String>>,
     pub labels: HashMap<String, String>,
     pub network: Option<String>,
+    /// Share this container's network namespace (`--network container:<name>`)
+    /// instead of joining `network`: same addresses, same published ports.
+    pub network_of: Option<String>,
     pub aliases: Vec<String>,
     /// (host ip, host port, container port)
     pub ports: Vec<(String, u16, u16)>,
@@ -102,6 +105,11 @@ pub struct ContainerInfo {
     pub crashing: bool,
     pub exit_code: Option<i64>,
     pub labels: HashMap<String, String>,
+    pub id: String,
+    /// `HostConfig.NetworkMode` (`container:<id>` for a shared namespace).
+    pub network_mode: String,
+    /// RFC 3339 start time of the current run.
+    pub started_at: String,
 }
 
 /// Refuses `ssh://` destinations bollard's connector cannot reach, before a
@@ -399,7 +407,48 @@ impl Engine {
                 state.exit_code
             },
             labels: config.labels.unwrap_or_default(),
+            id: c.id.unwrap_or_default(),
+            network_mode: c
+                .host_config
+                .and_then(|h| h.network_mode)
+                .unwrap_or_default(),
+            started_at: state.started_at.unwrap_or_default(),
         })
+    }
+
+    /// Renames a container (running or not).
+    pub async fn rename(&self, name: &str, new_name: &str) -> Result<(), EngineError> {
+        self.docker
+            .rename_container(
+                name,
+                bollard::query_parameters::RenameContainerOptions {
+                    name: new_name.to_string(),
+                },
+            )
+            .await
+            .map_err(|e| EngineError::op(format!("renaming container {name} to {new_name}"), e))
+    }
+
+    /// Turns the restart policy (`unless-stopped`) on or off.
+    pub async fn set_restart(&self, name: &str, restart: bool) -> Result<(), EngineError> {
+        let policy = RestartPolicy {
+            name: Some(if restart {
+                RestartPolicyNameEnum::UNLESS_STOPPED
+            } else {
+                RestartPolicyNameEnum::NO
+            }),
+            maximum_retry_count: None,
+        };
+        self.docker
+            .update_container(
+                name,
+                bollard::models::ContainerUpdateBody {
+                    restart_policy: Some(policy),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| EngineError::op(format!("updating the restart policy of {name}"), e))
     }
 
     /// Creates and starts a container (an existing one of the same name is removed first).
@@ -437,10 +486,14 @@ impl Engine {
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                 maximum_retry_count: None,
             }),
-            network_mode: spec.network.clone(),
+            network_mode: match &spec.network_of {
+                Some(owner) => Some(format!("container:{owner}")),
+                None => spec.network.clone(),
+            },
             ..Default::default()
         };
-        let networking = spec.network.as_ref().map(|n| NetworkingConfig {
+        let network = spec.network.as_ref().filter(|_| spec.network_of.is_none());
+        let networking = network.map(|n| NetworkingConfig {
             endpoints_config: Some(HashMap::from([(
                 n.clone(),
                 EndpointSettings {
@@ -551,6 +604,13 @@ impl Engine {
                 crashing: false,
                 exit_code: None,
                 labels: c.labels.unwrap_or_default(),
+                id: c.id.unwrap_or_default(),
+                network_mode: c
+                    .host_config
+                    .and_then(|h| h.network_mode)
+                    .unwrap_or_default(),
+                // The list does not carry it; `inspect` does.
+                started_at: String::new(),
             })
             .collect())
     }

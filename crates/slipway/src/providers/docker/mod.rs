@@ -6,4 +6,4 @@ mod engine;
 pub mod names;
 
 pub use agent::{AgentClient, AgentError};
-pub use engine::{ContainerSpec, Engine, EngineError, ExecOutput};
+pub use engine::{ContainerInfo, ContainerSpec, Engine, EngineError, ExecOutput};

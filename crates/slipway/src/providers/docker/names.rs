@@ -79,6 +79,19 @@ impl Names {
     pub fn agent(&self) -> String {
         format!("{}-agent", self.prefix())
     }
+    /// Holds the public port and the network namespace the agents share, so
+    /// one agent can replace another without the port closing.
+    pub fn edge(&self) -> String {
+        format!("{}-edge", self.prefix())
+    }
+    /// The agent taking over during an upgrade (renamed to `agent()` after).
+    pub fn agent_next(&self) -> String {
+        format!("{}-agent-next", self.prefix())
+    }
+    /// The replaced agent between its stop and its removal.
+    pub fn agent_leaving(&self) -> String {
+        format!("{}-agent-leaving", self.prefix())
+    }
     pub fn agent_volume(&self) -> String {
         format!("{}-agent-state", self.prefix())
     }
@@ -120,6 +133,8 @@ mod tests {
             (a.database(), b.database()),
             (a.database_volume(), b.database_volume()),
             (a.agent(), b.agent()),
+            (a.edge(), b.edge()),
+            (a.agent_next(), b.agent_next()),
             (a.slot(Slot::Blue), b.slot(Slot::Blue)),
             (a.route(), b.route()),
         ] {

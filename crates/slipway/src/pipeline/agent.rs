@@ -1,0 +1,605 @@
+//! The host's agent: provisioning it, upgrading it without a traffic gap,
+//! and reading what `slipway agent status` shows.
+//!
+//! Two containers per environment:
+//! - the *edge* (`<app>-<env>-edge`, `slipway-agent hold`) joins the
+//!   environment's network and publishes the public port. It does nothing
+//!   and never changes, so the port and the network namespace outlive every
+//!   agent;
+//! - the *agent* (`<app>-<env>-agent`) shares the edge's network namespace
+//!   and listens on the port there.
+//!
+//! An upgrade starts the new agent beside the old one (`<…>-agent-next`,
+//! `serve --take-over`): it takes the old agent's listening sockets, routes
+//! and ledger over the state volume's handover socket and accepts on the
+//! same sockets. Once it has the same routes, the old agent is stopped: it
+//! stops accepting, finishes its requests and exits, and the new one owns
+//! everything. If the new agent does not come up right, it is removed and
+//! the old one carries on. See `slipway_agent::handover` for the protocol.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use slipway_core::admin::{
+    AdminRequest, AdminResult, AgentRole, AppArgs, RouteStatus, VersionInfo,
+};
+
+use super::context::{StepError, Target};
+use crate::providers::docker::{AgentClient, AgentError, ContainerInfo, ContainerSpec};
+
+/// Port the agent listens on inside the shared network namespace.
+pub const AGENT_PORT: u16 = 8080;
+const AGENT_STATE_DIR: &str = "/var/lib/slipway-agent";
+/// A stopped agent's budget to finish its requests (its own shutdown
+/// timeout is 30 s) before the engine kills it.
+const AGENT_STOP_TIMEOUT: Duration = Duration::from_secs(40);
+/// How long a new agent may take to answer.
+const AGENT_START_WITHIN: Duration = Duration::from_secs(30);
+
+fn agent_spec(t: &Target, image: &str, name: &str, take_over: bool) -> ContainerSpec {
+    let mut cmd = vec![
+        "slipway-agent".to_string(),
+        "serve".into(),
+        "--listen".into(),
+        format!("0.0.0.0:{AGENT_PORT}"),
+        "--state-dir".into(),
+        AGENT_STATE_DIR.into(),
+    ];
+    if take_over {
+        cmd.push("--take-over".into());
+    }
+    ContainerSpec {
+        name: name.to_string(),
+        image: image.to_string(),
+        cmd: Some(cmd),
+        labels: t.names.labels("agent"),
+        network_of: Some(t.names.edge()),
+        volumes: vec![(t.names.agent_volume(), AGENT_STATE_DIR.into())],
+        // A successor gets its restart policy once it has taken over: a
+        // failed take-over must not be retried by the engine.
+        restart: !take_over,
+        stop_timeout: Some(AGENT_STOP_TIMEOUT.as_secs() as i64),
+        ..Default::default()
+    }
+}
+
+fn edge_spec(t: &Target, image: &str) -> ContainerSpec {
+    let port = t.config.settings.deployment.public_port;
+    ContainerSpec {
+        name: t.names.edge(),
+        image: image.to_string(),
+        cmd: Some(vec!["slipway-agent".into(), "hold".into()]),
+        labels: t.names.labels("edge"),
+        network: Some(t.names.network()),
+        aliases: vec![t.names.edge()],
+        ports: vec![("0.0.0.0".into(), port, AGENT_PORT)],
+        restart: true,
+        stop_timeout: Some(5),
+        ..Default::default()
+    }
+}
+
+/// Whether `agent` shares the namespace of this very `edge` container (an
+/// edge recreated since leaves the agent in a namespace nobody publishes).
+pub fn is_joined(agent: &ContainerInfo, edge: &ContainerInfo) -> bool {
+    agent.network_mode == format!("container:{}", edge.id)
+        || agent.network_mode == format!("container:{}", edge.name)
+}
+
+/// An agent that publishes the port itself (made before edges existed): it
+/// cannot be replaced without closing the port once.
+pub fn is_legacy(agent: &ContainerInfo) -> bool {
+    !agent.network_mode.starts_with("container:")
+}
+
+/// What [`ensure`] found or did.
+pub struct Provisioned {
+    /// The agent (and perhaps the edge) was created by this call.
+    pub created: bool,
+    /// The image the agent runs.
+    pub image: String,
+    /// It publishes the port itself (see [`is_legacy`]).
+    pub legacy: bool,
+}
+
+/// The edge and the agent, created or started when missing or stopped,
+/// then waited for until the agent answers. Leftovers of an interrupted
+/// upgrade are settled first.
+pub async fn ensure(t: &Target, tools_image: &str) -> Result<Provisioned, StepError> {
+    settle_interrupted_upgrade(t).await?;
+    let name = t.names.agent();
+    let mut agent = t.engine.inspect(&name).await;
+    if let Some(a) = &agent
+        && is_legacy(a)
+    {
+        if !a.running {
+            t.engine.start(&name).await?;
+        }
+        wait_answering(&AgentClient::new(&t.engine, &name)).await?;
+        return Ok(Provisioned {
+            created: false,
+            image: a.image.clone(),
+            legacy: true,
+        });
+    }
+    let mut created = false;
+    let edge = match t.engine.inspect(&t.names.edge()).await {
+        Some(e) if e.running => e,
+        Some(_) => {
+            t.engine.start(&t.names.edge()).await?;
+            inspect_required(t, &t.names.edge()).await?
+        }
+        None => {
+            t.engine
+                .ensure_volume(&t.names.agent_volume(), &t.names.labels("agent"))
+                .await?;
+            t.engine.run(&edge_spec(t, tools_image)).await?;
+            inspect_required(t, &t.names.edge()).await?
+        }
+    };
+    // An agent in the namespace of an edge that has since been recreated or
+    // restarted serves nobody: start it again inside the current one.
+    if let Some(a) = &agent {
+        let stale = !is_joined(a, &edge) || (a.running && a.started_at < edge.started_at);
+        if stale {
+            t.engine.remove(&name).await?;
+            agent = None;
+        }
+    }
+    let image = match agent {
+        Some(a) => {
+            if !a.running {
+                t.engine.start(&name).await?;
+            }
+            a.image
+        }
+        None => {
+            t.engine
+                .ensure_volume(&t.names.agent_volume(), &t.names.labels("agent"))
+                .await?;
+            t.engine
+                .run(&agent_spec(t, tools_image, &name, false))
+                .await?;
+            created = true;
+            tools_image.to_string()
+        }
+    };
+    wait_answering(&AgentClient::new(&t.engine, &name)).await?;
+    Ok(Provisioned {
+        created,
+        image,
+        legacy: false,
+    })
+}
+
+async fn inspect_required(t: &Target, name: &str) -> Result<ContainerInfo, StepError> {
+    t.engine
+        .inspect(name)
+        .await
+        .ok_or_else(|| StepError::new(format!("container {name} vanished right after its start")))
+}
+
+async fn wait_answering(agent: &AgentClient<'_>) -> Result<VersionInfo, StepError> {
+    let started = Instant::now();
+    loop {
+        match agent.call(&AdminRequest::Version).await {
+            Ok(AdminResult::Version(v)) => return Ok(v),
+            Ok(other) => {
+                return Err(StepError::new(format!(
+                    "unexpected agent answer: {other:?}"
+                )));
+            }
+            Err(e) if started.elapsed() > AGENT_START_WITHIN => {
+                return Err(
+                    StepError::from(e).hint(format!("see `docker logs {}`", agent.container()))
+                );
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// An upgrade interrupted (the CLI killed) leaves `-agent-next` and perhaps
+/// `-agent-leaving` behind. If the old agent is gone, the next one is the
+/// agent; otherwise it is removed (the old agent then serves alone again).
+async fn settle_interrupted_upgrade(t: &Target) -> Result<(), StepError> {
+    if let Some(leaving) = t.engine.inspect(&t.names.agent_leaving()).await {
+        t.engine.stop(&leaving.name, AGENT_STOP_TIMEOUT).await?;
+        t.engine.remove(&leaving.name).await?;
+    }
+    let Some(next) = t.engine.inspect(&t.names.agent_next()).await else {
+        return Ok(());
+    };
+    let current = t.engine.inspect(&t.names.agent()).await;
+    if next.running && current.as_ref().is_none_or(|c| !c.running) {
+        if let Some(c) = current {
+            t.engine.remove(&c.name).await?;
+        }
+        t.engine.rename(&next.name, &t.names.agent()).await?;
+        t.engine.set_restart(&t.names.agent(), true).await?;
+        tracing::warn!(
+            "an interrupted agent upgrade had finished its take-over; kept the new agent"
+        );
+    } else {
+        t.engine.stop(&next.name, AGENT_STOP_TIMEOUT).await?;
+        t.engine.remove(&next.name).await?;
+        tracing::warn!("removed the agent of an interrupted upgrade; the old agent serves");
+    }
+    Ok(())
+}
+
+/// What an upgrade did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UpgradeReport {
+    pub from_image: String,
+    pub to_image: String,
+    pub from_version: String,
+    pub to_version: String,
+    /// Both agents accepted on the port for this long.
+    pub beside_ms: u64,
+    pub total_ms: u64,
+    /// Routes and ledger read back from the new agent equal the old one's.
+    pub routes_kept: bool,
+    pub ledger_kept: bool,
+    /// It was an agent without an edge, replaced with a short gap.
+    pub gap: bool,
+}
+
+fn version_text(v: &VersionInfo) -> String {
+    if v.build.is_empty() {
+        v.agent_version.clone()
+    } else {
+        format!("{} ({})", v.agent_version, v.build)
+    }
+}
+
+/// What must survive an upgrade of each route: where traffic goes and where
+/// it went before (not the in-flight counts or drains of one agent).
+pub fn route_essentials(routes: &[RouteStatus]) -> Vec<Value> {
+    let target = |t: &Option<slipway_core::admin::TargetStatus>| {
+        t.as_ref()
+            .map(|t| serde_json::json!([t.target, t.release, t.slot]))
+    };
+    let mut out: Vec<Value> = routes
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "app": r.app, "hosts": r.hosts, "active": target(&r.active),
+                "previous": target(&r.previous), "paused": r.paused,
+            })
+        })
+        .collect();
+    out.sort_by_key(|v| v["app"].to_string());
+    out
+}
+
+/// The app's ledger without the lock's expiry, which a heartbeat may
+/// legitimately renew while an upgrade runs inside a deploy.
+pub fn ledger_essentials(state: &Value) -> Value {
+    let mut state = state.clone();
+    if let Some(lock) = state.get_mut("lock").and_then(Value::as_object_mut) {
+        lock.remove("lock_expires_at");
+    }
+    state
+}
+
+async fn version_of(agent: &AgentClient<'_>) -> Result<VersionInfo, AgentError> {
+    match agent.call(&AdminRequest::Version).await? {
+        AdminResult::Version(v) => Ok(v),
+        other => Err(AgentError::Unreachable {
+            container: agent.container().to_string(),
+            reason: format!("unexpected answer {other:?}"),
+        }),
+    }
+}
+
+async fn routes_of(agent: &AgentClient<'_>) -> Result<Vec<Value>, StepError> {
+    match agent.call(&AdminRequest::Routes).await? {
+        AdminResult::Routes { routes } => Ok(route_essentials(&routes)),
+        other => Err(StepError::new(format!(
+            "unexpected agent answer: {other:?}"
+        ))),
+    }
+}
+
+async fn ledger_of(t: &Target, agent: &AgentClient<'_>) -> Result<Value, StepError> {
+    match agent
+        .call(&AdminRequest::State(AppArgs {
+            app: t.names.route(),
+        }))
+        .await?
+    {
+        AdminResult::State { state } => Ok(ledger_essentials(
+            &serde_json::to_value(&state).unwrap_or_default(),
+        )),
+        other => Err(StepError::new(format!(
+            "unexpected agent answer: {other:?}"
+        ))),
+    }
+}
+
+/// Replace the running agent by one from `image` without closing the port.
+/// `allow_gap` permits replacing an agent without an edge (made by an older
+/// Slipway) by stopping it first: a gap of about a second, once.
+/// `note` receives progress lines.
+pub async fn upgrade(
+    t: &Target,
+    image: &str,
+    allow_gap: bool,
+    note: &dyn Fn(&str),
+) -> Result<UpgradeReport, StepError> {
+    let started = Instant::now();
+    settle_interrupted_upgrade(t).await?;
+    let name = t.names.agent();
+    let Some(current) = t.engine.inspect(&name).await.filter(|c| c.running) else {
+        return Err(
+            StepError::new(format!("the agent {name} is not running")).hint(format!(
+                "`slipway deploy {}` starts it; there is nothing to upgrade without a gap",
+                t.config.environment
+            )),
+        );
+    };
+    let old = AgentClient::new(&t.engine, &name);
+    let from = version_of(&old).await?;
+    if is_legacy(&current) {
+        if !allow_gap {
+            return Err(StepError::new(format!(
+                "the agent {name} publishes the port itself (made by an older Slipway), so it \
+                 cannot hand over without closing the port once"
+            ))
+            .hint(format!(
+                "run `slipway agent upgrade {} --allow-gap` at a quiet moment (about a second \
+                 without service); later upgrades have no gap",
+                t.config.environment
+            )));
+        }
+        return replace_with_gap(t, image, &current, &from, started, note).await;
+    }
+    let routes_before = routes_of(&old).await?;
+    let ledger_before = ledger_of(t, &old).await?;
+
+    // 1. The successor, beside the old agent.
+    let next = t.names.agent_next();
+    note(&format!("starting {next} from {image} beside {name}"));
+    t.engine.run(&agent_spec(t, image, &next, true)).await?;
+    let new = AgentClient::new(&t.engine, &next);
+    let beside_since = Instant::now();
+    let to = match wait_taking_over(t, &new).await {
+        Ok(v) => v,
+        Err(e) => return Err(abandon(t, &old, e).await),
+    };
+    // 2. It must serve what the old one serves.
+    let routes_after = match routes_of(&new).await {
+        Ok(r) => r,
+        Err(e) => return Err(abandon(t, &old, e).await),
+    };
+    if routes_after != routes_before {
+        let e = StepError::new(format!(
+            "the new agent restored other routes than the old one serves: {} instead of {}",
+            Value::from(routes_after),
+            Value::from(routes_before.clone())
+        ));
+        return Err(abandon(t, &old, e).await);
+    }
+    // 3. Stop the old agent: it stops accepting, finishes its requests and
+    // exits; the new one then owns the ledger.
+    note(&format!(
+        "{} serves beside {}; stopping the old agent",
+        version_text(&to),
+        version_text(&from)
+    ));
+    t.engine.stop(&name, AGENT_STOP_TIMEOUT).await?;
+    let beside_ms = beside_since.elapsed().as_millis() as u64;
+    wait_role(&new, AgentRole::Serving).await?;
+    t.engine.rename(&name, &t.names.agent_leaving()).await?;
+    t.engine.rename(&next, &name).await?;
+    t.engine.set_restart(&name, true).await?;
+    t.engine.remove(&t.names.agent_leaving()).await?;
+    let new = AgentClient::new(&t.engine, &name);
+    let ledger_after = ledger_of(t, &new).await?;
+    let routes_final = routes_of(&new).await?;
+    Ok(UpgradeReport {
+        from_image: current.image,
+        to_image: image.to_string(),
+        from_version: version_text(&from),
+        to_version: version_text(&to),
+        beside_ms,
+        total_ms: started.elapsed().as_millis() as u64,
+        routes_kept: routes_final == routes_before,
+        ledger_kept: ledger_after == ledger_before,
+        gap: false,
+    })
+}
+
+/// Wait until the successor serves beside its predecessor. If it exits
+/// instead, say why (its exit code and last log lines).
+async fn wait_taking_over(t: &Target, new: &AgentClient<'_>) -> Result<VersionInfo, StepError> {
+    let started = Instant::now();
+    loop {
+        if let Ok(v) = version_of(new).await
+            && v.role == AgentRole::TakingOver
+        {
+            return Ok(v);
+        }
+        match t.engine.inspect(new.container()).await {
+            Some(c) if !c.running => {
+                let (out, err) = t
+                    .engine
+                    .logs(new.container(), Some(5))
+                    .await
+                    .unwrap_or_default();
+                let why = format!("{out}{err}").trim().to_string();
+                let code = c.exit_code.unwrap_or(-1);
+                let reason = if code == 6 {
+                    format!("it cannot read this host's ledger, written in a newer format ({why})")
+                } else {
+                    format!("it exited with code {code}: {why}")
+                };
+                return Err(StepError::new(format!(
+                    "the new agent did not take over: {reason}"
+                )));
+            }
+            None => return Err(StepError::new("the new agent's container vanished")),
+            Some(_) => {}
+        }
+        if started.elapsed() > AGENT_START_WITHIN {
+            return Err(StepError::new(format!(
+                "the new agent did not take over within {} s",
+                AGENT_START_WITHIN.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn wait_role(agent: &AgentClient<'_>, role: AgentRole) -> Result<(), StepError> {
+    let started = Instant::now();
+    loop {
+        match version_of(agent).await {
+            Ok(v) if v.role == role => return Ok(()),
+            _ if started.elapsed() > AGENT_START_WITHIN => {
+                return Err(StepError::new(format!(
+                    "the agent in {} did not become {role} within {} s",
+                    agent.container(),
+                    AGENT_START_WITHIN.as_secs()
+                ))
+                .hint(format!("see `docker logs {}`", agent.container())));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Remove the successor (stopping it lets its requests finish) and confirm
+/// the old agent serves alone again. Returns the error to report.
+async fn abandon(t: &Target, old: &AgentClient<'_>, why: StepError) -> StepError {
+    let next = t.names.agent_next();
+    let _ = t.engine.stop(&next, AGENT_STOP_TIMEOUT).await;
+    let _ = t.engine.remove(&next).await;
+    let fallback = match wait_role(old, AgentRole::Serving).await {
+        Ok(()) => "the old agent still serves, unchanged".to_string(),
+        Err(e) => format!("and the old agent did not confirm it serves alone: {e}"),
+    };
+    let hint = why.hint.clone().unwrap_or_default();
+    StepError::new(format!("agent upgrade failed: {}; {fallback}", why.message)).hint(
+        if hint.is_empty() {
+            "nothing changed; fix the cause above and run the upgrade again".to_string()
+        } else {
+            hint
+        },
+    )
+}
+
+/// The one-time replacement of an agent that publishes the port itself.
+async fn replace_with_gap(
+    t: &Target,
+    image: &str,
+    current: &ContainerInfo,
+    from: &VersionInfo,
+    started: Instant,
+    note: &dyn Fn(&str),
+) -> Result<UpgradeReport, StepError> {
+    let old = AgentClient::new(&t.engine, &current.name);
+    let routes_before = routes_of(&old).await?;
+    let ledger_before = ledger_of(t, &old).await?;
+    note(&format!(
+        "stopping {} (it publishes the port itself); the port is closed until the edge starts",
+        current.name
+    ));
+    t.engine.stop(&current.name, AGENT_STOP_TIMEOUT).await?;
+    t.engine.remove(&current.name).await?;
+    let provisioned = ensure(t, image).await?;
+    let new = AgentClient::new(&t.engine, t.names.agent());
+    let to = version_of(&new).await?;
+    Ok(UpgradeReport {
+        from_image: current.image.clone(),
+        to_image: provisioned.image,
+        from_version: version_text(from),
+        to_version: version_text(&to),
+        beside_ms: 0,
+        total_ms: started.elapsed().as_millis() as u64,
+        routes_kept: routes_of(&new).await? == routes_before,
+        ledger_kept: ledger_of(t, &new).await? == ledger_before,
+        gap: true,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slipway_core::admin::TargetStatus;
+
+    fn container(name: &str, id: &str, network_mode: &str) -> ContainerInfo {
+        ContainerInfo {
+            name: name.into(),
+            image: "slipway-tools:abc".into(),
+            running: true,
+            crashing: false,
+            exit_code: None,
+            labels: Default::default(),
+            id: id.into(),
+            network_mode: network_mode.into(),
+            started_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_agent_is_joined_only_to_the_edge_it_names() {
+        let edge = container("e-edge", "abc123", "e-net");
+        assert!(is_joined(
+            &container("e-agent", "1", "container:abc123"),
+            &edge
+        ));
+        assert!(is_joined(
+            &container("e-agent", "1", "container:e-edge"),
+            &edge
+        ));
+        assert!(!is_joined(
+            &container("e-agent", "1", "container:old999"),
+            &edge
+        ));
+        assert!(is_legacy(&container("e-agent", "1", "e-net")));
+        assert!(!is_legacy(&container("e-agent", "1", "container:abc123")));
+    }
+
+    fn route(active: Option<(&str, &str)>, in_flight: u64, draining: usize) -> RouteStatus {
+        let status = |(target, release): (&str, &str)| TargetStatus {
+            target: target.into(),
+            release: release.into(),
+            slot: Some("blue".into()),
+            in_flight,
+        };
+        RouteStatus {
+            app: "web".into(),
+            hosts: vec![],
+            active: active.map(status),
+            previous: None,
+            draining: (0..draining).map(|_| status(("old:8080", "r0"))).collect(),
+            paused: false,
+            held: 0,
+            is_default: true,
+        }
+    }
+
+    #[test]
+    fn routes_compare_by_where_traffic_goes_not_by_load() {
+        let a = route_essentials(&[route(Some(("blue:8080", "r1")), 5, 1)]);
+        let b = route_essentials(&[route(Some(("blue:8080", "r1")), 0, 0)]);
+        assert_eq!(a, b);
+        let c = route_essentials(&[route(Some(("green:8080", "r2")), 0, 0)]);
+        assert_ne!(a, c);
+        assert_ne!(a, route_essentials(&[route(None, 0, 0)]));
+    }
+
+    #[test]
+    fn ledgers_compare_without_the_lock_expiry() {
+        let a =
+            serde_json::json!({"lock": {"locked": true, "lock_id": "l1", "lock_expires_at": "x"}});
+        let b =
+            serde_json::json!({"lock": {"locked": true, "lock_id": "l1", "lock_expires_at": "y"}});
+        let c =
+            serde_json::json!({"lock": {"locked": true, "lock_id": "l2", "lock_expires_at": "y"}});
+        assert_eq!(ledger_essentials(&a), ledger_essentials(&b));
+        assert_ne!(ledger_essentials(&a), ledger_essentials(&c));
+    }
+}
