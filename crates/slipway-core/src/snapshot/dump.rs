@@ -164,6 +164,10 @@ pub async fn create(
 
 /// Runs pg_dump and streams its stdout into a new file at `path`, hashing as
 /// it goes. Returns (size, hex sha256). The file is synced before returning.
+///
+/// The copy runs on one blocking thread with plain reads and writes: a
+/// multi-gigabyte dump is tens of thousands of chunks, and an async file
+/// would hand each write to the blocking pool and back.
 async fn dump_to(
     site: &DumpSite,
     conn: &PgConn,
@@ -176,11 +180,10 @@ async fn dump_to(
             source,
         }
     };
-    let mut file = tokio::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
-        .await
         .map_err(io("creating the dump file"))?;
     let mut child = spawn(site.command(
         conn,
@@ -189,38 +192,50 @@ async fn dump_to(
         false,
     ))?;
     let stderr = collect_stderr(&mut child);
-    let mut stdout = child.stdout.take().ok_or_else(|| SnapshotError::Io {
-        doing: "reading pg_dump's output".into(),
-        source: std::io::Error::other("no stdout pipe"),
-    })?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| std::io::Error::other("no stdout pipe"))
+        .and_then(|s| s.into_owned_fd())
+        .map_err(io("reading pg_dump's output"))?;
+    let copied = tokio::task::spawn_blocking(move || copy_hashing(stdout, file))
+        .await
+        .unwrap_or_else(|e| Err(("copying the dump", std::io::Error::other(e))));
+    // The copy has closed its end of the pipe, so a pg_dump still writing
+    // (we stopped on a disk error) got EPIPE and finish() does not wait
+    // forever. The tool's own failure explains more than a broken pipe, so
+    // check it first.
+    site.finish(conn, "pg_dump", child, stderr).await?;
+    copied.map_err(|(doing, source)| SnapshotError::Io {
+        doing: doing.to_string(),
+        source,
+    })
+}
+
+/// Blocking copy of `from` into `to` through one [`CHUNK`] buffer, hashing;
+/// syncs `to`. Errors carry what was being done.
+fn copy_hashing(
+    from: std::os::fd::OwnedFd,
+    mut to: std::fs::File,
+) -> Result<(u64, String), (&'static str, std::io::Error)> {
+    use std::io::{Read as _, Write as _};
+    let mut from = std::fs::File::from(from);
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut size: u64 = 0;
-    let copied: Result<(), SnapshotError> = async {
-        loop {
-            let n = stdout
-                .read(&mut buf)
-                .await
-                .map_err(io("reading pg_dump's output"))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            file.write_all(&buf[..n])
-                .await
-                .map_err(io("writing the dump file"))?;
-            size += n as u64;
-        }
-        file.flush().await.map_err(io("writing the dump file"))?;
-        file.sync_all().await.map_err(io("syncing the dump file"))
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(("reading pg_dump's output", e)),
+        };
+        hasher.update(&buf[..n]);
+        to.write_all(&buf[..n])
+            .map_err(|e| ("writing the dump file", e))?;
+        size += n as u64;
     }
-    .await;
-    // Close our end so a pg_dump still writing (we stopped on a disk error)
-    // gets EPIPE instead of blocking, and finish() does not wait forever.
-    drop(stdout);
-    // The tool's own failure explains more than a broken pipe, so check it first.
-    site.finish(conn, "pg_dump", child, stderr).await?;
-    copied?;
+    to.sync_all().map_err(|e| ("syncing the dump file", e))?;
     Ok((size, hex::encode(hasher.finalize())))
 }
 

@@ -361,7 +361,9 @@ pub async fn upgrade(
     // 1. The successor, beside the old agent.
     let next = t.names.agent_next();
     note(&format!("starting {next} from {image} beside {name}"));
-    t.engine.run(&agent_spec(t, image, &next, true)).await?;
+    if let Err(e) = t.engine.run(&agent_spec(t, image, &next, true)).await {
+        return Err(abandon(t, &old, StepError::from(e)).await);
+    }
     let new = AgentClient::new(&t.engine, &next);
     let beside_since = Instant::now();
     let to = match wait_taking_over(t, &new).await {

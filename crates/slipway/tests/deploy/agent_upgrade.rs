@@ -98,6 +98,46 @@ fn agent_upgrades_and_downgrades_ten_times_under_load_with_zero_failed_requests(
             ));
         }
     }
+    // A new agent that cannot start (an image without slipway-agent) is
+    // removed and the old one serves on, unchanged.
+    let failed_upgrade = app.slipway(&[
+        "agent",
+        "upgrade",
+        &app.env,
+        "--image",
+        "debian:bookworm-slim",
+    ]);
+    assert_eq!(failed_upgrade.code, 1, "{}", failed_upgrade.all());
+    assert!(
+        failed_upgrade
+            .stderr
+            .contains("the old agent still serves, unchanged"),
+        "{}",
+        failed_upgrade.all()
+    );
+    assert_eq!(agent_view(&app), before);
+
+    // `agent status` tells this Slipway's build from another.
+    let status = |env: &[(&str, &str)]| -> Value {
+        let run = app.slipway_env(&["--json", "agent", "status", &app.env], env);
+        assert_eq!(run.code, 0, "{}", run.all());
+        serde_json::from_str(&run.stdout).expect("status json")
+    };
+    let own = status(&[]);
+    assert_eq!(own["version"]["build"], "dev");
+    assert_eq!(own["version"]["role"], "serving");
+    assert_eq!(own["up_to_date"], true, "{own}");
+    assert_eq!(status(&[("SLIPWAY_AGENT_BIN", b)])["up_to_date"], false);
+
+    // A deploy by the other build upgrades the agent before its own switch.
+    app.commit_file("NOTES.md", "agent upgrade test\n", "a change to deploy");
+    let deploy = app.slipway_env(&["deploy", &app.env], &[("SLIPWAY_AGENT_BIN", b)]);
+    assert_eq!(deploy.code, 0, "{}", deploy.all());
+    assert!(deploy.all().contains("agent upgrade"), "{}", deploy.all());
+    assert_eq!(status(&[])["version"]["build"], BUILD_B);
+    let release = app.head();
+    assert_eq!(app.serving().as_deref(), Some(release.as_str()));
+
     // Requests kept flowing after the last step, and none failed throughout.
     let served_before = load.ok.load(std::sync::atomic::Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(500));
@@ -117,7 +157,6 @@ fn agent_upgrades_and_downgrades_ten_times_under_load_with_zero_failed_requests(
         "failed requests during agent upgrades: {errors:?}"
     );
     assert!(ok > 1000, "too little load went through: {ok}");
-    assert_eq!(app.serving().as_deref(), Some(release.as_str()));
 
     // Nothing left over: one edge, one agent.
     let label = format!("label=slipway.app={}", app.name);
