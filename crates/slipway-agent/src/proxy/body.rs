@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use hyper::Method;
@@ -16,19 +16,26 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::http::uri::PathAndQuery;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
+use super::Proxy;
 use super::pool::Conn;
-use crate::access_log::{AccessLog, Entry};
+use crate::access_log::Entry;
 use crate::metrics::AppMetrics;
+use crate::router::AppRoute;
 use crate::target::InFlight;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Everything needed to close the books on one request when its response
 /// ends (or is dropped): latency, access log, in-flight count.
+///
+/// It holds what the request already owns (the proxy thread's `Proxy`, the
+/// admitted route) rather than clones of shared `Arc`s: every clone of an
+/// `Arc` shared by all proxy threads is a contended atomic.
 pub struct Finish {
+    pub proxy: Arc<Proxy>,
+    /// The app's route; `None` for a request no app is routed for.
+    pub route: Option<Arc<AppRoute>>,
     pub guard: Option<InFlight>,
-    pub app: Arc<AppMetrics>,
-    pub log: Option<Arc<AccessLog>>,
     pub started: Instant,
     pub method: Method,
     pub path: Option<PathAndQuery>,
@@ -38,21 +45,32 @@ pub struct Finish {
     pub error: Option<&'static str>,
 }
 
+impl Finish {
+    /// The metrics bucket: the app's, or the unrouted one.
+    pub fn metrics(&self) -> &AppMetrics {
+        match &self.route {
+            Some(r) => &r.metrics,
+            None => &self.proxy.unrouted,
+        }
+    }
+}
+
 impl Drop for Finish {
     fn drop(&mut self) {
         let elapsed = self.started.elapsed();
-        self.app.observe(elapsed);
-        if let Some(log) = &self.log {
+        let metrics = self.metrics();
+        metrics.observe(elapsed);
+        if let Some(log) = &self.proxy.access_log {
             let target = self.guard.as_ref().map(InFlight::target);
             log.write(&Entry {
-                time: time::OffsetDateTime::now_utc(),
-                app: &self.app.app,
+                time: SystemTime::now(),
+                app: &metrics.app,
                 release: target.map(|t| &*t.release).unwrap_or(""),
                 slot: target.and_then(|t| t.slot.as_deref()).unwrap_or(""),
                 method: self.method.as_str(),
                 path: self.path.as_ref().map(PathAndQuery::as_str).unwrap_or("/"),
                 status: self.status,
-                duration_ms: elapsed.as_secs_f64() * 1000.0,
+                duration: elapsed,
                 bytes: self.bytes,
                 client: self.client,
                 error: self.error,
@@ -104,11 +122,17 @@ impl Drop for ProxyBody {
     /// that sees every clean end). A body dropped early takes its
     /// connection down with it: the connection's state is unknown.
     fn drop(&mut self) {
-        if let Kind::Upstream { inner, conn, .. } = &mut self.0
+        if let Kind::Upstream {
+            inner,
+            conn,
+            finish,
+            ..
+        } = &mut self.0
             && inner.is_end_stream()
             && let Some(c) = conn.take()
+            && let Some(guard) = &finish.guard
         {
-            c.recycle();
+            c.recycle(&guard.target().authority);
         }
     }
 }

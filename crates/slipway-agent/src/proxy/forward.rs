@@ -4,17 +4,21 @@
 //! target's drain deadline, clean the response headers, and for `101
 //! Switching Protocols` splice the two upgraded connections together.
 
+use std::future::Future as _;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use http_body_util::Limited;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::http::uri::{PathAndQuery, Scheme};
+use hyper::http::uri::PathAndQuery;
 use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response, Uri, Version};
 use hyper_util::rt::TokioIo;
+use tokio_util::sync::WaitForCancellationFuture;
 
 use super::errors::ProxyError;
 use super::pool::{Conn, Pool};
@@ -53,30 +57,49 @@ pub fn request_host<B>(req: &Request<B>) -> Option<&str> {
 
 /// Send `req` to `target`. Returns the upstream response and, for an upgrade
 /// request, the client side of the upgrade to splice later.
+///
+/// The rewriting around the one await is done by plain functions, so this
+/// future (part of every request's, which is moved several times) only holds
+/// what lives across the await.
 pub async fn forward(
     pool: &Arc<Pool>,
     cfg: &ForwardConfig,
     peer: IpAddr,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     target: &Target,
 ) -> Result<(Response<Incoming>, Conn, Option<OnUpgrade>), ProxyError> {
-    if let Some(len) = content_length(req.headers())
-        && len > cfg.max_body
-    {
+    let (request, client_upgrade) = rewrite_request(cfg, peer, req, target)?;
+    let (mut resp, conn) = send_bounded(pool, cfg.upstream_timeout, request, target).await?;
+    clean_response(&mut resp);
+    Ok((resp, conn, client_upgrade))
+}
+
+/// The request as the upstream gets it: hop-by-hop headers out,
+/// `X-Forwarded-*` in, origin-form target, body bounded.
+fn rewrite_request(
+    cfg: &ForwardConfig,
+    peer: IpAddr,
+    mut req: Request<Incoming>,
+    target: &Target,
+) -> Result<(Request<Limited<Incoming>>, Option<OnUpgrade>), ProxyError> {
+    // hyper sizes the body from `Content-Length` (HTTP/1 and HTTP/2).
+    if req.body().size_hint().lower() > cfg.max_body {
         return Err(ProxyError::BodyTooLarge(cfg.max_body));
     }
-    let upgrade = upgrade_protocol(req.headers());
+    // One pass over the names tells whether any hop-by-hop header is there
+    // (a plain request has none), so the common case skips every lookup.
+    let hop = has_hop_by_hop(req.headers());
+    let upgrade = if hop {
+        upgrade_protocol(req.headers())
+    } else {
+        None
+    };
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
 
-    let original_host = match parts.headers.get(header::HOST) {
-        Some(h) => Some(h.clone()),
-        None => parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
-    };
-    remove_hop_by_hop(&mut parts.headers);
+    if hop {
+        remove_hop_by_hop(&mut parts.headers);
+    }
     if let Some(proto) = upgrade {
         parts
             .headers
@@ -84,38 +107,53 @@ pub async fn forward(
         parts.headers.insert(header::UPGRADE, proto);
     }
     append_forwarded_for(&mut parts.headers, peer);
-    parts
-        .headers
-        .insert(X_FORWARDED_PROTO.clone(), cfg.forwarded_proto.clone());
-    if let Some(host) = original_host {
-        parts.headers.insert(X_FORWARDED_HOST.clone(), host.clone());
-        parts.headers.insert(header::HOST, host);
-    }
-    let path = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    parts.uri = Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(target.authority.clone())
-        .path_and_query(path)
-        .build()
-        .map_err(|_| ProxyError::NoTarget)?;
-    parts.version = Version::HTTP_11;
-
-    let request = Request::from_parts(
-        parts,
-        Limited::new(body, usize::try_from(cfg.max_body).unwrap_or(usize::MAX)),
+    parts.headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        forwarded_proto(&cfg.forwarded_proto),
     );
-    let sent = tokio::select! {
-        r = tokio::time::timeout(cfg.upstream_timeout, pool.send(&target.authority, request)) => r,
-        () = target.cut_token().cancelled() => return Err(ProxyError::DrainCut),
-    };
-    let (mut resp, conn) = match sent {
-        Ok(r) => r?,
-        Err(_) => return Err(ProxyError::UpstreamTimeout(cfg.upstream_timeout)),
-    };
+    match parts.headers.get(header::HOST) {
+        Some(host) => {
+            let host = host.clone();
+            parts.headers.insert(X_FORWARDED_HOST.clone(), host);
+        }
+        None => {
+            // HTTP/2 (`:authority`) or an absolute-form request without Host.
+            let host = match parts.uri.authority() {
+                Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+                None => None,
+            };
+            if let Some(host) = host {
+                parts.headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+                parts.headers.insert(header::HOST, host);
+            } else if let Ok(host) = HeaderValue::from_str(target.authority.as_str()) {
+                parts.headers.insert(header::HOST, host);
+            }
+        }
+    }
+    // Origin-form to the upstream (RFC 9112 3.2.1): the path and query only;
+    // the authority travels in Host. HTTP/1 requests mostly arrive so.
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        parts.uri = Uri::from(path);
+    }
+    parts.version = Version::HTTP_11;
+    let limit = usize::try_from(cfg.max_body).unwrap_or(usize::MAX);
+    Ok((
+        Request::from_parts(parts, Limited::new(body, limit)),
+        client_upgrade,
+    ))
+}
+
+/// Hop-by-hop headers out of the upstream's response (those of a `101` are
+/// put back as `Connection: upgrade` + its `Upgrade`).
+fn clean_response(resp: &mut Response<Incoming>) {
+    if !has_hop_by_hop(resp.headers()) {
+        return;
+    }
     let switching = resp.status() == hyper::StatusCode::SWITCHING_PROTOCOLS;
     let upgrade_back = switching
         .then(|| resp.headers().get(header::UPGRADE).cloned())
@@ -126,7 +164,60 @@ pub async fn forward(
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         resp.headers_mut().insert(header::UPGRADE, proto);
     }
-    Ok((resp, conn, client_upgrade))
+}
+
+/// A request waits this long for its upstream before it also watches the
+/// target's drain cut: most answers come sooner and never touch the cut
+/// token (whose registration locks state shared by every proxy thread). A
+/// cut that falls in this first stretch is seen at its end.
+const CUT_WATCH_AFTER: Duration = Duration::from_millis(20);
+
+/// Send over the pool, bounded by the upstream timeout and the target's
+/// drain cut. One timer serves both: it first fires at `CUT_WATCH_AFTER` to
+/// start watching the cut, then is moved to the timeout.
+async fn send_bounded(
+    pool: &Arc<Pool>,
+    timeout: Duration,
+    request: Request<Limited<Incoming>>,
+    target: &Target,
+) -> Result<(Response<Incoming>, Conn), ProxyError> {
+    let send = pool.send(&target.authority, request);
+    let start = tokio::time::Instant::now();
+    let deadline = start + timeout;
+    let timer = tokio::time::sleep_until(deadline.min(start + CUT_WATCH_AFTER));
+    tokio::pin!(send, timer);
+    let mut cut: Option<Pin<Box<WaitForCancellationFuture<'_>>>> = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = send.as_mut().poll(cx) {
+            return Poll::Ready(r.map_err(ProxyError::from));
+        }
+        loop {
+            if let Some(c) = cut.as_mut()
+                && c.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(Err(ProxyError::DrainCut));
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if cut.is_some() || timer.deadline() >= deadline {
+                return Poll::Ready(Err(ProxyError::UpstreamTimeout(timeout)));
+            }
+            cut = Some(Box::pin(target.cut_token().cancelled()));
+            timer.as_mut().reset(deadline);
+        }
+    })
+    .await
+}
+
+/// The `X-Forwarded-Proto` value, without touching the configured value's
+/// reference count (shared by every proxy thread) for the usual two.
+fn forwarded_proto(configured: &HeaderValue) -> HeaderValue {
+    match configured.as_bytes() {
+        b"http" => HeaderValue::from_static("http"),
+        b"https" => HeaderValue::from_static("https"),
+        _ => configured.clone(),
+    }
 }
 
 /// Splice an upgraded client connection to the upgraded upstream one until
@@ -155,13 +246,6 @@ pub async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, guard: InFlight) {
     }
 }
 
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-}
-
 /// The `Upgrade` protocol when the request asks for one (`Connection:
 /// upgrade` + `Upgrade: <proto>`).
 fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
@@ -178,19 +262,36 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     }
 }
 
+/// Whether any hop-by-hop header (RFC 9110 7.6.1) is present; headers
+/// named by `Connection` only count when `Connection` itself is there.
+fn has_hop_by_hop(headers: &HeaderMap) -> bool {
+    headers.keys().any(is_hop_by_hop)
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    // Standard names compare as enum tags; the two custom ones by bytes.
+    *name == header::CONNECTION
+        || *name == header::TRANSFER_ENCODING
+        || *name == header::UPGRADE
+        || *name == header::TE
+        || *name == header::TRAILER
+        || *name == header::PROXY_AUTHENTICATE
+        || *name == header::PROXY_AUTHORIZATION
+        || *name == KEEP_ALIVE
+        || *name == PROXY_CONNECTION
+}
+
 /// Remove the hop-by-hop headers (RFC 9110 7.6.1), including those the
 /// `Connection` header names.
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(conn) = headers.get(header::CONNECTION) {
-        let named: Vec<HeaderName> = conn
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            headers.remove(name);
-        }
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("").split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
     }
     for name in [
         &header::CONNECTION,
@@ -208,12 +309,54 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 fn append_forwarded_for(headers: &mut HeaderMap, peer: IpAddr) {
-    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) => HeaderValue::from_str(&format!("{prior}, {peer}")),
-        None => HeaderValue::from_str(&peer.to_string()),
+    let mut buf = [0u8; 64];
+    let ip = ip_text(peer, &mut buf);
+    let value = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::to_str) {
+        Some(Ok(prior)) => {
+            let mut v = Vec::with_capacity(prior.len() + 2 + ip.len());
+            v.extend_from_slice(prior.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(ip);
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
+        }
+        None | Some(Err(_)) => HeaderValue::from_bytes(ip),
     };
     if let Ok(v) = value {
         headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+}
+
+/// `ip` as `Display` writes it, formatted on the stack (IPv4 by hand: the
+/// `fmt` machinery costs more than the rest of this header's work).
+fn ip_text(ip: IpAddr, buf: &mut [u8; 64]) -> &[u8] {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                if octet >= 100 {
+                    buf[n] = b'0' + octet / 100;
+                    n += 1;
+                }
+                if octet >= 10 {
+                    buf[n] = b'0' + octet / 10 % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + octet % 10;
+                n += 1;
+            }
+            &buf[..n]
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write as _;
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cursor, "{v6}");
+            let n = usize::try_from(cursor.position()).unwrap_or(0);
+            &buf[..n]
+        }
     }
 }
 
@@ -260,5 +403,36 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         append_forwarded_for(&mut h, "127.0.0.1".parse().expect("ip"));
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        let mut fresh = HeaderMap::new();
+        append_forwarded_for(&mut fresh, "::ffff:10.1.2.3".parse().expect("ip"));
+        assert_eq!(fresh["x-forwarded-for"], "::ffff:10.1.2.3");
+    }
+
+    #[test]
+    fn ip_text_is_display() {
+        let mut buf = [0u8; 64];
+        for ip in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.100.9",
+            "2001:db8::1",
+            "::",
+        ] {
+            let ip: IpAddr = ip.parse().expect("ip");
+            assert_eq!(ip_text(ip, &mut buf), ip.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn plain_requests_have_no_hop_by_hop_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("a"));
+        h.insert("x-keep-alive-ish", HeaderValue::from_static("1"));
+        assert!(!has_hop_by_hop(&h));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        assert!(has_hop_by_hop(&h));
+        let mut te = HeaderMap::new();
+        te.insert(header::TE, HeaderValue::from_static("trailers"));
+        assert!(has_hop_by_hop(&te));
     }
 }
