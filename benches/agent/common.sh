@@ -17,6 +17,10 @@ need_packages() {
 }
 
 build_release() {
+    # Prebuilt binaries (e.g. to compare two builds): AGENT=... UPSTREAM=...
+    if [ -n "${AGENT:-}" ] && [ -n "${UPSTREAM:-}" ]; then
+        return 0
+    fi
     local root
     root=$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --show-toplevel)
     (cd "$root" && cargo build --release -q -p slipway-agent --bin slipway-agent --example bench_upstream) >&2

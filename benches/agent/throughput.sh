@@ -4,9 +4,14 @@
 # package, keepalive upstream, 2 workers, buffered access log) and through
 # the agent (release build, buffered JSON access log). Prints req/s, p50 and
 # p99, the agent/nginx throughput ratio, latency added over direct, and the
-# agent's peak RSS (VmHWM) under load.
+# agent's peak RSS (VmHWM) under load, and the CPU time (user + system) each
+# proxy spent per request, which a busy shared machine disturbs less than
+# req/s.
 #
-# Usage: benches/agent/throughput.sh   (env: WRK_ARGS, default "-t2 -c64 -d10s")
+# Usage: benches/agent/throughput.sh
+#   env: WRK_ARGS (default "-t2 -c64 -d10s"), ROUNDS (3), WORKERS (2: nginx
+#   worker processes = agent proxy threads), AGENT + UPSTREAM (prebuilt
+#   binaries instead of building)
 set -euo pipefail
 cd "$(dirname "$0")"
 source ./common.sh
@@ -14,17 +19,19 @@ need_packages wrk nginx
 build_release
 
 WRK_ARGS=${WRK_ARGS:-"-t2 -c64 -d10s"}
+WORKERS=${WORKERS:-2}
 UP=127.0.0.1:18101 NGX=127.0.0.1:18102 AGT=127.0.0.1:18103 MET=127.0.0.1:18104
 TMP=$(mktemp -d)
 trap cleanup EXIT
 
 "$UPSTREAM" "$UP" bench 2>/dev/null &
-PIDS+=($!)
+UPSTREAM_PID=$!
+PIDS+=($UPSTREAM_PID)
 wait_port "$UP"
 
 mkdir -p "$TMP/nginx/logs"
 cat >"$TMP/nginx.conf" <<CONF
-worker_processes 2;
+worker_processes $WORKERS;
 daemon off;
 pid $TMP/nginx.pid;
 error_log $TMP/nginx/error.log warn;
@@ -51,7 +58,7 @@ nginx -c "$TMP/nginx.conf" -p "$TMP/nginx" 2>/dev/null &
 PIDS+=($!)
 wait_port "$NGX"
 
-"$AGENT" serve --listen "$AGT" --metrics-listen "$MET" --state-dir "$TMP/state" \
+"$AGENT" serve --workers "$WORKERS" --listen "$AGT" --metrics-listen "$MET" --state-dir "$TMP/state" \
     --socket "$TMP/admin.sock" --access-log stdout >"$TMP/agent-access.log" 2>"$TMP/agent.err" &
 AGENT_PID=$!
 PIDS+=($AGENT_PID)
@@ -71,17 +78,34 @@ to_ms() {
 # Rounds interleave the three targets so that a noisy neighbour (a shared
 # CI machine) hits all of them alike; each figure is the median of rounds.
 ROUNDS=${ROUNDS:-3}
-declare -A RPS P50 P99
+declare -A RPS P50 P99 CPU_TICKS REQS
+# cpu_ticks PID...: user + system clock ticks of these processes so far.
+cpu_ticks() { for p in "$@"; do cat "/proc/$p/stat" 2>/dev/null; done | awk '{t += $14 + $15} END {print t + 0}'; }
 run() {
-    local name=$1 addr=$2 out
+    local name=$1 addr=$2 out before after pids
+    pids=$(proxy_pids "$name")
+    # shellcheck disable=SC2086
+    before=$(cpu_ticks $pids)
     # shellcheck disable=SC2086
     out=$(wrk $WRK_ARGS --latency "http://$addr/")
+    # shellcheck disable=SC2086
+    after=$(cpu_ticks $pids)
+    CPU_TICKS[$name]=$((${CPU_TICKS[$name]:-0} + after - before))
+    REQS[$name]=$((${REQS[$name]:-0} + $(awk '/requests in/ {print $1}' <<<"$out")))
     if grep -q "Non-2xx\|Socket errors" <<<"$out"; then
         echo "warning: $name: $(grep -E 'Non-2xx|Socket errors' <<<"$out")" >&2
     fi
     RPS[$name]+="$(awk '/Requests\/sec/ {print $2}' <<<"$out") "
     P50[$name]+="$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")") "
     P99[$name]+="$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")") "
+}
+# proxy_pids NAME: the processes whose CPU time counts for NAME.
+proxy_pids() {
+    case $1 in
+    direct) echo "$UPSTREAM_PID" ;;
+    nginx) pgrep -P "$(cat "$TMP/nginx.pid")" | tr '\n' ' ' ;;
+    agent) echo "$AGENT_PID" ;;
+    esac
 }
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 
@@ -115,3 +139,8 @@ awk -v a="${RPS[agent]}" -v n="${RPS[nginx]}" \
     printf "added p99 vs direct: agent %+.3f ms, nginx %+.3f ms\n", a99 - d99, n99 - d99
     printf "agent peak RSS (VmHWM): %.1f MB (largest nginx worker: %.1f MB)\n", hwm / 1024, nhwm / 1024
 }'
+TICK=$(getconf CLK_TCK)
+for t in nginx agent; do
+    awk -v n="$t" -v c="${CPU_TICKS[$t]}" -v r="${REQS[$t]}" -v hz="$TICK" 'BEGIN {
+        printf "%s CPU per request (user + system, all rounds): %.2f us\n", n, c / hz * 1e6 / r }'
+done
