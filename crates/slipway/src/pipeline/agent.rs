@@ -100,6 +100,30 @@ pub struct Provisioned {
     pub image: String,
     /// It publishes the port itself (see [`is_legacy`]).
     pub legacy: bool,
+    /// What the agent says of itself.
+    pub version: VersionInfo,
+}
+
+/// Whether a deploy should replace the running agent by its own build:
+/// when it runs another image, unless it is a newer version than this
+/// Slipway's (two operators with two Slipway versions must not downgrade
+/// each other's agent on every deploy; `slipway agent upgrade` still can).
+pub fn deploy_should_upgrade(p: &Provisioned, own_image: &str, own_version: &str) -> bool {
+    !p.legacy && p.image != own_image && !is_newer(&p.version.agent_version, own_version)
+}
+
+/// `a > b` for dotted numeric versions (`0.10.0 > 0.9.3`); anything after a
+/// `-` or `+` is ignored.
+fn is_newer(a: &str, b: &str) -> bool {
+    let parts = |v: &str| -> Vec<u64> {
+        v.split(['-', '+'])
+            .next()
+            .unwrap_or_default()
+            .split('.')
+            .map(|p| p.parse().unwrap_or(0))
+            .collect()
+    };
+    parts(a) > parts(b)
 }
 
 /// The edge and the agent, created or started when missing or stopped,
@@ -115,11 +139,12 @@ pub async fn ensure(t: &Target, tools_image: &str) -> Result<Provisioned, StepEr
         if !a.running {
             t.engine.start(&name).await?;
         }
-        wait_answering(&AgentClient::new(&t.engine, &name)).await?;
+        let version = wait_answering(&AgentClient::new(&t.engine, &name)).await?;
         return Ok(Provisioned {
             created: false,
             image: a.image.clone(),
             legacy: true,
+            version,
         });
     }
     let mut created = false;
@@ -164,11 +189,12 @@ pub async fn ensure(t: &Target, tools_image: &str) -> Result<Provisioned, StepEr
             tools_image.to_string()
         }
     };
-    wait_answering(&AgentClient::new(&t.engine, &name)).await?;
+    let version = wait_answering(&AgentClient::new(&t.engine, &name)).await?;
     Ok(Provisioned {
         created,
         image,
         legacy: false,
+        version,
     })
 }
 
@@ -543,6 +569,52 @@ mod tests {
             network_mode: network_mode.into(),
             started_at: String::new(),
         }
+    }
+
+    #[test]
+    fn deploys_upgrade_other_builds_but_never_downgrade_a_newer_version() {
+        let provisioned = |image: &str, version: &str, legacy: bool| Provisioned {
+            created: false,
+            image: image.into(),
+            legacy,
+            version: VersionInfo {
+                agent_version: version.into(),
+                build: "dev".into(),
+                ledger_format_version: 1,
+                uptime_secs: 0,
+                pid: 1,
+                role: AgentRole::Serving,
+                peer_pid: None,
+            },
+        };
+        let own = "slipway-tools:new";
+        assert!(deploy_should_upgrade(
+            &provisioned("slipway-tools:old", "0.1.0", false),
+            own,
+            "0.1.0"
+        ));
+        assert!(deploy_should_upgrade(
+            &provisioned("slipway-tools:old", "0.1.0", false),
+            own,
+            "0.2.0"
+        ));
+        assert!(!deploy_should_upgrade(
+            &provisioned(own, "0.1.0", false),
+            own,
+            "0.1.0"
+        ));
+        assert!(!deploy_should_upgrade(
+            &provisioned("slipway-tools:old", "0.10.0", false),
+            own,
+            "0.9.3"
+        ));
+        assert!(!deploy_should_upgrade(
+            &provisioned("slipway-tools:old", "0.1.0", true),
+            own,
+            "0.1.0"
+        ));
+        assert!(is_newer("1.0.0", "0.99.99"));
+        assert!(!is_newer("0.1.0-rc1", "0.1.0"));
     }
 
     #[test]

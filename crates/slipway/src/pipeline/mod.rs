@@ -226,6 +226,16 @@ async fn run(
             if agent.created { " (created)" } else { "" }
         ),
     );
+    if !agent.legacy
+        && agent.image != tools_image
+        && !agent::deploy_should_upgrade(&agent, &tools_image, env!("CARGO_PKG_VERSION"))
+    {
+        progress.note(&format!(
+            "the agent runs a newer Slipway's build ({}); kept. `slipway agent upgrade {}` \
+             replaces it with this one's",
+            agent.version.agent_version, t.config.environment
+        ));
+    }
     if agent.legacy {
         progress.note(&format!(
             "the agent predates gap-free upgrades (it publishes the port itself); run \
@@ -278,7 +288,7 @@ async fn run(
 
     // 3b. An agent from another Slipway build is replaced by this one's,
     // under the lock, before this deploy's switch (no traffic gap).
-    if !agent.legacy && agent.image != tools_image {
+    if agent::deploy_should_upgrade(&agent, &tools_image, env!("CARGO_PKG_VERSION")) {
         let s = Instant::now();
         let upgraded = agent::upgrade(t, &tools_image, false, &|l: &str| tracing::info!("{l}"))
             .await
