@@ -1,5 +1,5 @@
 # Shared helpers of the agent benchmarks (sourced, not run).
-# Builds the release binaries and exposes $AGENT and $UPSTREAM; installs wrk
+# Builds the shipped (`dist` profile) binaries and exposes $AGENT and $UPSTREAM; installs wrk
 # and nginx from the Debian archive when missing (CI machines start clean).
 
 need_packages() {
@@ -23,12 +23,13 @@ build_release() {
     fi
     local root
     root=$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --show-toplevel)
-    (cd "$root" && cargo build --release -q -p slipway-agent --bin slipway-agent --example bench_upstream) >&2
+    # The shipped build (`dist`: fat LTO), as operators run it.
+    (cd "$root" && cargo build --profile dist -q -p slipway-agent --bin slipway-agent --example bench_upstream) >&2
     local target
     target=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-    AGENT="$target/release/slipway-agent"
-    UPSTREAM="$target/release/examples/bench_upstream"
+    AGENT="$target/dist/slipway-agent"
+    UPSTREAM="$target/dist/examples/bench_upstream"
 }
 
 # wait_port HOST:PORT — poll until something accepts there (10 s bound).

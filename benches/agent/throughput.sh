@@ -2,7 +2,7 @@
 # Throughput and latency of the agent against nginx, same upstream, same wrk
 # settings, same run: wrk direct to the upstream, through nginx (Debian
 # package, keepalive upstream, 2 workers, buffered access log) and through
-# the agent (release build, buffered JSON access log). Prints req/s, p50 and
+# the agent (`dist` build: fat LTO, buffered JSON access log). Prints req/s, p50 and
 # p99, the agent/nginx throughput ratio, latency added over direct, and the
 # agent's peak RSS (VmHWM) under load, and the CPU time (user + system) each
 # proxy spent per request, which a busy shared machine disturbs less than
