@@ -1,8 +1,7 @@
 //! Switching: zero errors under load; a failed health check changes nothing
 //! and says what it saw; rollback; pause/resume.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::util::*;
@@ -15,51 +14,18 @@ async fn switch_under_load_has_zero_errors() {
     let agent = Agent::start(dir.path(), &[]).await;
     assert_eq!(deploy(&agent, "web", a.addr, "r0", &[]).0, 0);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let (stop, ok, errors, url) = (
-            Arc::clone(&stop),
-            Arc::clone(&ok),
-            Arc::clone(&errors),
-            agent.url("/"),
-        );
-        tasks.push(tokio::spawn(async move {
-            let client = client();
-            // Bounded: at most 20k requests per task even if switching hangs.
-            for _ in 0..20_000 {
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                match get(&client, &url, None).await {
-                    Ok((200, release, body))
-                        if release.starts_with('r') && (body == "a" || body == "b") =>
-                    {
-                        ok.fetch_add(1, Ordering::SeqCst);
-                    }
-                    other => {
-                        eprintln!("error: {other:?}");
-                        errors.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-            }
-        }));
-    }
+    // Bounded: at most 20k requests per task even if switching hangs.
+    let load = Load::start(agent.url("/"), 4, 20_000, |status, release, body| {
+        status == 200 && release.starts_with('r') && (body == "a" || body == "b")
+    });
     // Let load start before the first switch.
-    eventually("load started", Duration::from_secs(5), || {
-        let ok = Arc::clone(&ok);
-        async move { (ok.load(Ordering::SeqCst) > 50).then_some(()) }
-    })
-    .await;
+    load.served_more("load started", 50).await;
     for i in 1..=5 {
         let (up, release) = if i % 2 == 1 {
             (&b, format!("r{i}"))
         } else {
             (&a, format!("r{i}"))
         };
-        let before = ok.load(Ordering::SeqCst);
         let (code, json) = deploy(
             &agent,
             "web",
@@ -70,18 +36,11 @@ async fn switch_under_load_has_zero_errors() {
         assert_eq!(code, 0, "{json}");
         assert_eq!(json["result"]["release"], release.as_str());
         // Some requests go through each new target before the next switch.
-        eventually("requests after the switch", Duration::from_secs(5), || {
-            let ok = Arc::clone(&ok);
-            async move { (ok.load(Ordering::SeqCst) > before + 50).then_some(()) }
-        })
-        .await;
+        load.served_more("requests after the switch", 50).await;
     }
-    stop.store(true, Ordering::SeqCst);
-    for t in tasks {
-        t.await.expect("task");
-    }
-    assert_eq!(errors.load(Ordering::SeqCst), 0, "errors during switches");
-    assert!(ok.load(Ordering::SeqCst) > 300);
+    let (ok, errors) = load.finish().await;
+    assert_eq!(errors, 0, "errors during switches");
+    assert!(ok > 300);
     assert!(a.hits.load(Ordering::SeqCst) > 0 && b.hits.load(Ordering::SeqCst) > 0);
     let (_, routes) = agent.ctl(&["routes"]);
     assert_eq!(routes["result"]["routes"][0]["active"]["release"], "r5");

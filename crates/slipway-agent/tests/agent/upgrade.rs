@@ -5,8 +5,6 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -108,40 +106,11 @@ async fn upgrades_under_load_lose_nothing_and_keep_the_ledger() {
     assert_eq!(code, 0, "{lock}");
     let before = snapshot(&serving);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let (stop, ok, errors, url) = (
-            Arc::clone(&stop),
-            Arc::clone(&ok),
-            Arc::clone(&errors),
-            serving.url("/"),
-        );
-        tasks.push(tokio::spawn(async move {
-            // Keep-alive connections, as browsers and load balancers use.
-            let client = client();
-            for _ in 0..50_000 {
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                match get(&client, &url, None).await {
-                    Ok((200, release, body)) if release == "r1" && body == "a" => {
-                        ok.fetch_add(1, Ordering::SeqCst);
-                    }
-                    other => {
-                        eprintln!("error: {other:?}");
-                        errors.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-            }
-        }));
-    }
-    eventually("load started", Duration::from_secs(5), || async {
-        (ok.load(Ordering::SeqCst) > 50).then_some(())
-    })
-    .await;
+    // Keep-alive connections, as browsers and load balancers use.
+    let load = Load::start(serving.url("/"), 4, 50_000, |status, release, body| {
+        status == 200 && release == "r1" && body == "a"
+    });
+    load.served_more("load started", 50).await;
 
     for round in 0..4 {
         let successor = take_over(&serving, dir.path(), &format!("agent-{round}"), &[]).await;
@@ -152,31 +121,15 @@ async fn upgrades_under_load_lose_nothing_and_keep_the_ledger() {
             assert_eq!(code, 8, "{refused}");
             assert_eq!(refused["error"]["kind"], "handing_over");
         }
-        let at = ok.load(Ordering::SeqCst);
-        eventually(
-            "requests while both serve",
-            Duration::from_secs(5),
-            || async { (ok.load(Ordering::SeqCst) > at + 50).then_some(()) },
-        )
-        .await;
+        load.served_more("requests while both serve", 50).await;
         terminate(&serving);
         assert_eq!(exit_code(&mut serving).await, 0);
         role(&successor, "serving").await;
         assert_eq!(snapshot(&successor), before, "round {round}");
         serving = successor;
-        let at = ok.load(Ordering::SeqCst);
-        eventually(
-            "requests after the upgrade",
-            Duration::from_secs(5),
-            || async { (ok.load(Ordering::SeqCst) > at + 50).then_some(()) },
-        )
-        .await;
+        load.served_more("requests after the upgrade", 50).await;
     }
-    stop.store(true, Ordering::SeqCst);
-    for t in tasks {
-        t.await.expect("load task");
-    }
-    let (ok, errors) = (ok.load(Ordering::SeqCst), errors.load(Ordering::SeqCst));
+    let (ok, errors) = load.finish().await;
     eprintln!("4 upgrades under load: {ok} ok, {errors} failed");
     assert_eq!(errors, 0, "{errors} of {} requests failed", ok + errors);
     // The last agent owns the ledger: it can change it.

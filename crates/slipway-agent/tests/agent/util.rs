@@ -350,3 +350,80 @@ async fn answer(
     }
     Ok(Response::new(Full::new(Bytes::from(name.to_string()))))
 }
+
+/// Bounded continuous load: `workers` tasks, each with its own keep-alive
+/// client, at most `per_worker` GETs of `url` each; a response counts as ok
+/// only if `accept(status, release header, body)` holds.
+pub struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    pub ok: Arc<AtomicU64>,
+    pub errors: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(
+        url: String,
+        workers: usize,
+        per_worker: usize,
+        accept: fn(u16, &str, &str) -> bool,
+    ) -> Load {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let errors = Arc::new(AtomicU64::new(0));
+        let tasks = (0..workers)
+            .map(|_| {
+                let (stop, ok, errors, url) = (
+                    Arc::clone(&stop),
+                    Arc::clone(&ok),
+                    Arc::clone(&errors),
+                    url.clone(),
+                );
+                tokio::spawn(async move {
+                    let client = client();
+                    for _ in 0..per_worker {
+                        if stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        match get(&client, &url, None).await {
+                            Ok((status, release, body)) if accept(status, &release, &body) => {
+                                ok.fetch_add(1, Ordering::SeqCst);
+                            }
+                            other => {
+                                eprintln!("error: {other:?}");
+                                errors.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            errors,
+            tasks,
+        }
+    }
+
+    /// Wait until `more` further requests have succeeded.
+    pub async fn served_more(&self, what: &str, more: u64) {
+        let at = self.ok.load(Ordering::SeqCst);
+        eventually(what, Duration::from_secs(5), || async {
+            (self.ok.load(Ordering::SeqCst) > at + more).then_some(())
+        })
+        .await;
+    }
+
+    /// Stop and return (ok, errors).
+    pub async fn finish(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.tasks {
+            t.await.expect("load task");
+        }
+        (
+            self.ok.load(Ordering::SeqCst),
+            self.errors.load(Ordering::SeqCst),
+        )
+    }
+}
