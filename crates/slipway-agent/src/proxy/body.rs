@@ -12,12 +12,12 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use hyper::Method;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 use hyper::http::uri::PathAndQuery;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::Proxy;
-use super::pool::Conn;
+use super::client::UpBody;
 use crate::access_log::Entry;
 use crate::metrics::AppMetrics;
 use crate::router::AppRoute;
@@ -87,10 +87,10 @@ pub struct ProxyBody(Kind);
 enum Kind {
     Local(Option<Bytes>),
     Upstream {
-        inner: Incoming,
+        /// Read off the upstream connection, which goes back to the pool
+        /// as soon as the body ended cleanly.
+        inner: UpBody,
         finish: Finish,
-        /// Back to the pool when the body ended cleanly.
-        conn: Option<Conn>,
         /// Created on the first `Pending` only: most bodies finish in one
         /// poll and never pay for the allocation.
         cut: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
@@ -106,33 +106,32 @@ impl ProxyBody {
         Self(Kind::Local(None))
     }
 
-    pub fn upstream(inner: Incoming, finish: Finish, conn: Conn) -> Self {
+    pub fn upstream(inner: UpBody, finish: Finish) -> Self {
         Self(Kind::Upstream {
             inner,
             finish,
-            conn: Some(conn),
             cut: None,
         })
     }
 }
 
+/// Give the upstream connection back once `inner` ended cleanly.
+fn recycle(inner: &mut UpBody, finish: &Finish) {
+    if let Some(guard) = &finish.guard
+        && let Some(conn) = inner.take_reusable()
+    {
+        finish.proxy.pool.recycle(&guard.target().authority, conn);
+    }
+}
+
 impl Drop for ProxyBody {
-    /// Hand the upstream connection back once its body was read to the end
-    /// (hyper may stop polling at the last frame, so this is the one place
-    /// that sees every clean end). A body dropped early takes its
-    /// connection down with it: the connection's state is unknown.
+    /// Hand the upstream connection back if its body ended but was not
+    /// polled past its last frame (hyper may stop at the last frame). A
+    /// body dropped early takes its connection down with it: the
+    /// connection's state is unknown.
     fn drop(&mut self) {
-        if let Kind::Upstream {
-            inner,
-            conn,
-            finish,
-            ..
-        } = &mut self.0
-            && inner.is_end_stream()
-            && let Some(c) = conn.take()
-            && let Some(guard) = &finish.guard
-        {
-            c.recycle(&guard.target().authority);
+        if let Kind::Upstream { inner, finish, .. } = &mut self.0 {
+            recycle(inner, finish);
         }
     }
 }
@@ -149,18 +148,22 @@ impl Body for ProxyBody {
             Kind::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream {
                 inner, finish, cut, ..
-            } => match Pin::new(inner).poll_frame(cx) {
+            } => match Pin::new(&mut *inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(data) = frame.data_ref() {
                         finish.bytes += data.len() as u64;
                     }
+                    recycle(inner, finish);
                     Poll::Ready(Some(Ok(frame)))
                 }
                 Poll::Ready(Some(Err(e))) => {
                     finish.error = Some("upstream body error");
-                    Poll::Ready(Some(Err(e.into())))
+                    Poll::Ready(Some(Err(e)))
                 }
-                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Ready(None) => {
+                    recycle(inner, finish);
+                    Poll::Ready(None)
+                }
                 Poll::Pending => {
                     let Some(target) = finish.guard.as_ref().map(InFlight::target) else {
                         return Poll::Pending;

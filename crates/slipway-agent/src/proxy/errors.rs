@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 
+use super::client::ClientError;
+
 /// Where a failure came from (as in pingora's `ErrorSource`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -54,27 +56,23 @@ pub fn classify(e: &ProxyError) -> (Source, StatusCode) {
         ProxyError::Upstream(super::pool::UpstreamError::Connect(..)) => {
             (Source::Upstream, StatusCode::BAD_GATEWAY)
         }
-        ProxyError::Upstream(super::pool::UpstreamError::Http(err)) => classify_http(err),
+        ProxyError::Upstream(super::pool::UpstreamError::Http(err)) => classify_client(err),
     }
 }
 
-/// A client error is the downstream's fault when it came from the request
-/// body we were relaying (too long, or the client went away mid-upload).
-fn classify_http(err: &hyper::Error) -> (Source, StatusCode) {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(c) = cause {
-        if c.is::<http_body_util::LengthLimitError>() {
-            return (Source::Downstream, StatusCode::PAYLOAD_TOO_LARGE);
+/// A failure of the request body we were relaying is the downstream's
+/// fault (too long: 413; the client went away mid-upload: 400); anything
+/// else on the upstream connection is the upstream's.
+fn classify_client(err: &ClientError) -> (Source, StatusCode) {
+    match err {
+        ClientError::RequestBody(e) if e.is::<http_body_util::LengthLimitError>() => {
+            (Source::Downstream, StatusCode::PAYLOAD_TOO_LARGE)
         }
-        if let Some(h) = c.downcast_ref::<hyper::Error>()
-            && h.is_user()
-            && c.source().is_some()
-        {
-            return (Source::Downstream, StatusCode::BAD_REQUEST);
+        ClientError::RequestBody(_) => (Source::Downstream, StatusCode::BAD_REQUEST),
+        ClientError::Closed | ClientError::Io(_) | ClientError::Invalid(_) => {
+            (Source::Upstream, StatusCode::BAD_GATEWAY)
         }
-        cause = c.source();
     }
-    (Source::Upstream, StatusCode::BAD_GATEWAY)
 }
 
 #[cfg(test)]

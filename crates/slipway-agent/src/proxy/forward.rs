@@ -18,10 +18,12 @@ use hyper::http::uri::PathAndQuery;
 use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response, Uri, Version};
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt as _;
 use tokio_util::sync::WaitForCancellationFuture;
 
+use super::client::{UpBody, UpConn};
 use super::errors::ProxyError;
-use super::pool::{Conn, Pool};
+use super::pool::Pool;
 use crate::target::{InFlight, Target};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -67,11 +69,11 @@ pub async fn forward(
     peer: IpAddr,
     req: Request<Incoming>,
     target: &Target,
-) -> Result<(Response<Incoming>, Conn, Option<OnUpgrade>), ProxyError> {
+) -> Result<(Response<UpBody>, Option<OnUpgrade>), ProxyError> {
     let (request, client_upgrade) = rewrite_request(cfg, peer, req, target)?;
-    let (mut resp, conn) = send_bounded(pool, cfg.upstream_timeout, request, target).await?;
+    let mut resp = send_bounded(pool, cfg.upstream_timeout, request, target).await?;
     clean_response(&mut resp);
-    Ok((resp, conn, client_upgrade))
+    Ok((resp, client_upgrade))
 }
 
 /// The request as the upstream gets it: hop-by-hop headers out,
@@ -150,7 +152,7 @@ fn rewrite_request(
 
 /// Hop-by-hop headers out of the upstream's response (those of a `101` are
 /// put back as `Connection: upgrade` + its `Upgrade`).
-fn clean_response(resp: &mut Response<Incoming>) {
+fn clean_response<B>(resp: &mut Response<B>) {
     if !has_hop_by_hop(resp.headers()) {
         return;
     }
@@ -180,7 +182,7 @@ async fn send_bounded(
     timeout: Duration,
     request: Request<Limited<Incoming>>,
     target: &Target,
-) -> Result<(Response<Incoming>, Conn), ProxyError> {
+) -> Result<Response<UpBody>, ProxyError> {
     let send = pool.send(&target.authority, request);
     let start = tokio::time::Instant::now();
     let deadline = start + timeout;
@@ -224,16 +226,23 @@ fn forwarded_proto(configured: &HeaderValue) -> HeaderValue {
 /// either side closes or the target's drain deadline cuts it. The in-flight
 /// guard lives as long as the tunnel, so a WebSocket holds its old target
 /// (and its drain) open until it closes.
-pub async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, guard: InFlight) {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
+pub async fn tunnel(client: OnUpgrade, upstream: UpConn, guard: InFlight) {
+    let client = match client.await {
+        Ok(c) => c,
         Err(e) => {
             tracing::debug!(error = %e, "upgrade failed");
             return;
         }
     };
     let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
+    let (mut upstream, early) = upstream.into_upgraded();
+    // What the upstream sent right behind its `101` head.
+    if !early.is_empty()
+        && let Err(e) = client.write_all(&early).await
+    {
+        tracing::debug!(error = %e, "upgraded connection ended with an error");
+        return;
+    }
     tokio::select! {
         r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
             if let Err(e) = r {

@@ -10,6 +10,7 @@
 //! - [`errors`]: the one classification of failures into status codes.
 
 pub mod body;
+pub mod client;
 pub mod errors;
 pub mod forward;
 pub mod pool;
@@ -17,13 +18,12 @@ pub mod service;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use hyper::Request;
 use hyper::body::Incoming;
-use hyper::header::{CONNECTION, HeaderName, HeaderValue};
+use hyper::header::HeaderName;
 use hyper::service::service_fn;
-use hyper::{Request, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -92,11 +92,6 @@ pub async fn serve(
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .keep_alive_timeout(Duration::from_secs(20));
     let graceful = GracefulShutdown::new();
-    // Set once this agent stops accepting: HTTP/1 responses then say
-    // `Connection: close`, so a busy keep-alive client reconnects (to the
-    // successor, which accepts on the same socket) between requests instead
-    // of finding its connection closed under a request it just sent.
-    let closing = Arc::new(AtomicBool::new(false));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -113,23 +108,8 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let proxy = Arc::clone(&proxy);
         let client_ip = peer.ip();
-        let closing = Arc::clone(&closing);
         let svc = service_fn(move |req: Request<Incoming>| {
-            let http1 = req.version() < Version::HTTP_2;
-            let response = service::handle(Arc::clone(&proxy), client_ip, req);
-            let closing = Arc::clone(&closing);
-            async move {
-                let mut response = response.await?;
-                if http1
-                    && closing.load(Ordering::Relaxed)
-                    && response.status() != StatusCode::SWITCHING_PROTOCOLS
-                {
-                    response
-                        .headers_mut()
-                        .insert(CONNECTION, HeaderValue::from_static("close"));
-                }
-                Ok::<_, std::convert::Infallible>(response)
-            }
+            service::handle(Arc::clone(&proxy), client_ip, req)
         });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), svc)
@@ -142,7 +122,11 @@ pub async fn serve(
         });
     }
     drop(listener);
-    closing.store(true, Ordering::Relaxed);
+    // HTTP/1 responses now say `Connection: close` (`service::handle`), so a
+    // busy keep-alive client reconnects (to the successor, which accepts on
+    // the same socket) between requests instead of finding its connection
+    // closed under a request it just sent.
+    proxy.pool.set_closing();
     tracing::info!(
         connections = graceful.count(),
         "stopped accepting; letting open connections finish"

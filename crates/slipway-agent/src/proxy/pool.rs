@@ -1,23 +1,23 @@
 //! Keep-alive connections to upstreams, one pool per proxy thread. A request
-//! takes an idle connection for its target (or dials one), and its response
-//! body hands the connection back when it ends, so no task is spawned per
-//! request to watch for the connection becoming free (hyper-util's legacy
-//! client does that). A request that an idle connection could not even
-//! start (closed by the upstream meanwhile) is retried once on a new one.
+//! takes an idle connection for its target (or dials one) and drives it in
+//! its own task (`client`); its response body hands the connection back when
+//! it ends. No task is spawned per connection or per request. An idle
+//! connection the upstream closed is skipped when taken; a request that
+//! one got no answer on at all (closed just then) is sent again on another
+//! when that is safe (no body, idempotent method).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::Limited;
+use hyper::Response;
 use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
 use hyper::http::uri::Authority;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 
-type Sender = SendRequest<Limited<Incoming>>;
+use super::client::{self, ClientError, UpBody, UpConn};
 
 /// Connect bound for a new upstream connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,7 +27,7 @@ pub enum UpstreamError {
     #[error("cannot connect to `{0}`: {1}")]
     Connect(String, std::io::Error),
     #[error("{0}")]
-    Http(#[from] hyper::Error),
+    Http(#[from] ClientError),
 }
 
 /// The pool is looked up twice per request with a short key: a multiply
@@ -67,38 +67,14 @@ impl Hasher for FxHasher {
     }
 }
 
-type IdleMap = HashMap<Box<str>, Vec<Sender>, BuildHasherDefault<FxHasher>>;
+type IdleMap = HashMap<Box<str>, Vec<UpConn>, BuildHasherDefault<FxHasher>>;
 
+/// The upstream side of one proxy thread: its idle connections, and
+/// whether the thread has stopped accepting.
 pub struct Pool {
     idle: Mutex<IdleMap>,
     max_idle_per_host: usize,
-}
-
-/// A connection lent to one request; `recycle` gives it back. It does not
-/// keep its key: the caller has the target at hand, and cloning the
-/// target's `Authority` would touch a reference count shared by every proxy
-/// thread.
-pub struct Conn {
-    pool: Arc<Pool>,
-    sender: Sender,
-}
-
-impl Conn {
-    /// Return the connection (to `key`, the target it was taken for) once
-    /// the response body ended cleanly.
-    pub fn recycle(self, key: &Authority) {
-        if self.sender.is_closed() {
-            return;
-        }
-        let mut idle = self.pool.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = match idle.get_mut(key.as_str()) {
-            Some(list) => list,
-            None => idle.entry(Box::from(key.as_str())).or_default(),
-        };
-        if list.len() < self.pool.max_idle_per_host {
-            list.push(self.sender);
-        }
-    }
+    closing: AtomicBool,
 }
 
 impl Pool {
@@ -106,21 +82,45 @@ impl Pool {
         Arc::new(Self {
             idle: Mutex::new(HashMap::default()),
             max_idle_per_host,
+            closing: AtomicBool::new(false),
         })
     }
 
-    fn take(&self, key: &Authority) -> Option<Sender> {
+    /// Set once this proxy thread stops accepting: HTTP/1 responses then
+    /// say `Connection: close`.
+    pub fn set_closing(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+    }
+
+    pub fn closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
+
+    /// Give back a connection (to `key`, the target it was taken for)
+    /// whose last response ended cleanly.
+    pub fn recycle(&self, key: &Authority, conn: UpConn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = match idle.get_mut(key.as_str()) {
+            Some(list) => list,
+            None => idle.entry(Box::from(key.as_str())).or_default(),
+        };
+        if list.len() < self.max_idle_per_host {
+            list.push(conn);
+        }
+    }
+
+    fn take(&self, key: &Authority) -> Option<UpConn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(key.as_str())?;
-        while let Some(s) = list.pop() {
-            if !s.is_closed() {
-                return Some(s);
+        while let Some(c) = list.pop() {
+            if c.is_reusable() {
+                return Some(c);
             }
         }
         None
     }
 
-    async fn dial(&self, key: &Authority) -> Result<Sender, UpstreamError> {
+    async fn dial(&self, key: &Authority) -> Result<UpConn, UpstreamError> {
         let connect = tokio::net::TcpStream::connect(key.as_str());
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(Ok(s)) => s,
@@ -131,55 +131,40 @@ impl Pool {
             }
         };
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
+        Ok(UpConn::new(stream))
     }
 
     /// Send `req` to `key` over a pooled (or new) connection.
     pub async fn send(
-        self: &Arc<Self>,
+        &self,
         key: &Authority,
-        mut req: Request<Limited<Incoming>>,
-    ) -> Result<(Response<Incoming>, Conn), UpstreamError> {
+        req: hyper::Request<Limited<Incoming>>,
+    ) -> Result<Response<UpBody>, UpstreamError> {
+        let (mut parts, mut body) = req.into_parts();
+        let framing = client::request_framing(&mut parts, &body);
         // An idle connection may have been closed by the upstream since it
-        // was pooled; hyper hands the request back if it was not sent.
-        while let Some(mut sender) = self.take(key) {
-            if sender.ready().await.is_err() {
-                continue;
-            }
-            match sender.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, self.lend(sender))),
-                Err(mut e) => match e.take_message() {
-                    Some(back) => req = back,
-                    None => return Err(e.into_error().into()),
-                },
+        // was pooled (and the close not seen yet): a request that got no
+        // answer at all, had no body and may be repeated is sent again.
+        while let Some(mut conn) = self.take(key) {
+            match conn.send(&parts, framing, &mut body).await {
+                Ok(head) => {
+                    return Ok(head
+                        .response
+                        .map(|()| UpBody::new(conn, head.body, head.keep_alive)));
+                }
+                Err(e) if client::retryable(&e, &parts.method, framing) => {}
+                Err(e) => return Err(e.into()),
             }
         }
         // Boxed: dialing is the rare path, and its future is most of this
         // one's size, which every request's future would carry (and copy).
-        Box::pin(self.send_fresh(key, req)).await
-    }
-
-    async fn send_fresh(
-        self: &Arc<Self>,
-        key: &Authority,
-        req: Request<Limited<Incoming>>,
-    ) -> Result<(Response<Incoming>, Conn), UpstreamError> {
-        let mut sender = self.dial(key).await?;
-        sender.ready().await?;
-        let resp = sender.send_request(req).await?;
-        Ok((resp, self.lend(sender)))
-    }
-
-    fn lend(self: &Arc<Self>, sender: Sender) -> Conn {
-        Conn {
-            pool: Arc::clone(self),
-            sender,
-        }
+        Box::pin(async {
+            let mut conn = self.dial(key).await?;
+            let head = conn.send(&parts, framing, &mut body).await?;
+            Ok(head
+                .response
+                .map(|()| UpBody::new(conn, head.body, head.keep_alive)))
+        })
+        .await
     }
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode, Version};
 
 use super::Proxy;
 use super::body::{Finish, ProxyBody};
@@ -26,6 +26,7 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
+    let http1 = req.version() < Version::HTTP_2;
     let admission = proxy.router.admit(request_host(&req)).await;
     let mut done = Finish {
         method: req.method().clone(),
@@ -56,16 +57,16 @@ pub async fn handle(
         }
     };
     if let Some(e) = error {
-        return Ok(fail(done, e));
+        return Ok(fail(done, e, http1));
     }
     let Some(target) = done.guard.as_ref().map(InFlight::target) else {
-        return Ok(fail(done, ProxyError::NoTarget));
+        return Ok(fail(done, ProxyError::NoTarget, http1));
     };
     let proxy = &done.proxy;
     let result = forward::forward(&proxy.pool, &proxy.forward, client, req, target).await;
-    let (mut resp, conn, client_upgrade) = match result {
+    let (mut resp, client_upgrade) = match result {
         Ok(r) => r,
-        Err(e) => return Ok(fail(done, e)),
+        Err(e) => return Ok(fail(done, e, http1)),
     };
     resp.headers_mut()
         .insert(proxy.release_header.clone(), target.release_header.clone());
@@ -74,21 +75,31 @@ pub async fn handle(
     done.status = status.as_u16();
 
     if status == StatusCode::SWITCHING_PROTOCOLS {
-        if let (Some(client_side), Some(guard)) = (client_upgrade, done.guard.take()) {
-            let upstream_side = hyper::upgrade::on(&mut resp);
+        if let (Some(client_side), Some(guard), Some(upstream_side)) = (
+            client_upgrade,
+            done.guard.take(),
+            resp.body_mut().take_upgraded(),
+        ) {
             tokio::spawn(forward::tunnel(client_side, upstream_side, guard));
         }
         // The access line for an upgrade is written now; the tunnel holds
         // the in-flight count until it closes. The upgraded connection is
         // the tunnel's now, never the pool's.
-        drop((done, conn));
+        drop(done);
         return Ok(resp.map(|_| ProxyBody::empty()));
     }
-    Ok(resp.map(|body| ProxyBody::upstream(body, done, conn)))
+    if http1 && proxy.pool.closing() {
+        // This agent stopped accepting: a busy keep-alive client reconnects
+        // (to the successor) between requests instead of finding its
+        // connection closed under a request it just sent.
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Ok(resp.map(|body| ProxyBody::upstream(body, done)))
 }
 
 /// Answer a failed request ourselves.
-fn fail(mut done: Finish, e: ProxyError) -> Response<ProxyBody> {
+fn fail(mut done: Finish, e: ProxyError, http1: bool) -> Response<ProxyBody> {
     let (source, status) = classify(&e);
     match source {
         super::errors::Source::Upstream => {
@@ -129,6 +140,9 @@ fn fail(mut done: Finish, e: ProxyError) -> Response<ProxyBody> {
     };
     if let Some(secs) = retry_after {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if http1 && done.proxy.pool.closing() {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
 }

@@ -1,0 +1,777 @@
+//! The upstream side of the proxy: a small HTTP/1.1 client driven by the
+//! request's own task. A request writes its head (and body: length-delimited
+//! or chunked) straight to the pooled socket and reads the response head
+//! from it; the response body is read from the same socket by whoever polls
+//! it (the downstream connection), so no task, channel or wakeup sits
+//! between the two sockets. Response bodies are length-delimited, chunked
+//! (trailers passed on) or delimited by close; `HEAD`, 1xx, 204 and 304
+//! answers have none; interim 1xx answers are skipped; a `101` hands the
+//! socket (and anything read past the head) to the upgrade tunnel.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt as _, Limited};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::http::request::Parts;
+use hyper::{Method, Response, StatusCode, Version};
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::TcpStream;
+
+use super::body::BoxError;
+
+/// Largest response head (and chunk-size or trailer line block) accepted.
+const MAX_HEAD: usize = 64 * 1024;
+/// Most headers in one response head.
+const MAX_HEADERS: usize = 256;
+/// Room made in the read buffer before each read.
+const READ_CHUNK: usize = 8 * 1024;
+/// Request body pieces up to this size are copied next to their chunk
+/// framing (one write); larger ones are written on their own.
+const COALESCE: usize = 16 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("upstream closed the connection before answering")]
+    Closed,
+    #[error("upstream connection: {0}")]
+    Io(#[from] io::Error),
+    #[error("invalid upstream response: {0}")]
+    Invalid(&'static str),
+    /// The request body (from the client) failed: too long, or the client
+    /// went away mid-upload.
+    #[error("request body: {0}")]
+    RequestBody(BoxError),
+}
+
+impl ClientError {
+    /// The connection died before any byte of an answer came back: a
+    /// pooled connection the upstream closed meanwhile.
+    fn is_stale(&self) -> bool {
+        match self {
+            Self::Closed => true,
+            Self::Io(e) => matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// How the request body travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReqBody {
+    None,
+    Length,
+    Chunked,
+}
+
+/// One keep-alive connection to an upstream.
+pub struct UpConn {
+    io: TcpStream,
+    /// Read but not yet consumed.
+    buf: BytesMut,
+    /// Request head (and small chunk) staging, reused.
+    wbuf: Vec<u8>,
+}
+
+/// The response head and how its body is framed.
+pub struct Head {
+    pub response: Response<()>,
+    pub body: BodyState,
+    pub keep_alive: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyState {
+    /// Ended (or never had one).
+    Done,
+    /// This many bytes still to come.
+    Length(u64),
+    Chunked(Chunk),
+    /// Until the upstream closes.
+    Eof,
+    /// `101 Switching Protocols`: the socket belongs to the tunnel.
+    Upgrade,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunk {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+}
+
+impl UpConn {
+    pub fn new(io: TcpStream) -> Self {
+        Self {
+            io,
+            buf: BytesMut::new(),
+            wbuf: Vec::new(),
+        }
+    }
+
+    /// Whether an idle connection can carry another request: nothing was
+    /// heard on it since its last answer (no close, no stray bytes). The
+    /// common case asks the runtime's readiness only, no system call.
+    pub fn is_reusable(&self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.io.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// The socket and what was read past the `101` head.
+    pub fn into_upgraded(self) -> (TcpStream, Bytes) {
+        (self.io, self.buf.freeze())
+    }
+
+    /// Send one request and read its response head. On a pooled
+    /// connection, a failure that [`retryable`] accepts may be retried on
+    /// another connection.
+    pub async fn send(
+        &mut self,
+        parts: &Parts,
+        framing: ReqBody,
+        body: &mut Limited<Incoming>,
+    ) -> Result<Head, ClientError> {
+        self.wbuf.clear();
+        encode_head(parts, &mut self.wbuf);
+        self.io.write_all(&self.wbuf).await?;
+        if framing != ReqBody::None
+            && let Err(e) = self.write_body(framing, body).await
+        {
+            if matches!(e, ClientError::RequestBody(_)) {
+                return Err(e);
+            }
+            // The upstream stopped reading: it may have answered already
+            // (say a 413 of its own).
+            return match self.read_head(parts.method == Method::HEAD).await {
+                Ok(mut head) => {
+                    head.keep_alive = false;
+                    Ok(head)
+                }
+                Err(_) => Err(e),
+            };
+        }
+        self.read_head(parts.method == Method::HEAD).await
+    }
+
+    async fn write_body(
+        &mut self,
+        framing: ReqBody,
+        body: &mut Limited<Incoming>,
+    ) -> Result<(), ClientError> {
+        let chunked = framing == ReqBody::Chunked;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(ClientError::RequestBody)?;
+            let Ok(data) = frame.into_data() else {
+                continue; // request trailers are not passed on
+            };
+            if data.is_empty() {
+                continue;
+            }
+            if !chunked {
+                self.io.write_all(&data).await?;
+                continue;
+            }
+            self.wbuf.clear();
+            push_hex(&mut self.wbuf, data.len() as u64);
+            self.wbuf.extend_from_slice(b"\r\n");
+            if data.len() <= COALESCE {
+                self.wbuf.extend_from_slice(&data);
+                self.wbuf.extend_from_slice(b"\r\n");
+                self.io.write_all(&self.wbuf).await?;
+            } else {
+                self.io.write_all(&self.wbuf).await?;
+                self.io.write_all(&data).await?;
+                self.io.write_all(b"\r\n").await?;
+            }
+        }
+        if chunked {
+            self.io.write_all(b"0\r\n\r\n").await?;
+        }
+        Ok(())
+    }
+
+    /// Read into the buffer; `Ok(0)` at the end of the stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.buf.reserve(READ_CHUNK);
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+    }
+
+    async fn read_head(&mut self, head_request: bool) -> Result<Head, ClientError> {
+        let mut scanned = 0;
+        let mut interim = false;
+        loop {
+            if let Some(end) = head_end(&self.buf, scanned) {
+                let raw = self.buf.split_to(end).freeze();
+                scanned = 0;
+                let (status, version, headers) = parse_head(&raw)?;
+                if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+                    interim = true;
+                    continue; // 100 Continue, 103 Early Hints: wait for the real one
+                }
+                return build_head(status, version, headers, head_request);
+            }
+            if self.buf.len() > MAX_HEAD {
+                return Err(ClientError::Invalid("response head too large"));
+            }
+            scanned = self.buf.len().saturating_sub(3);
+            let n = std::future::poll_fn(|cx| self.poll_fill(cx)).await?;
+            if n == 0 {
+                return Err(if self.buf.is_empty() && !interim {
+                    ClientError::Closed
+                } else {
+                    ClientError::Invalid("connection closed in the response head")
+                });
+            }
+        }
+    }
+}
+
+/// `METHOD path HTTP/1.1`, the headers, the blank line.
+fn encode_head(parts: &Parts, out: &mut Vec<u8>) {
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    out.extend_from_slice(if target.is_empty() {
+        b"/"
+    } else {
+        target.as_bytes()
+    });
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &parts.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Decide the request body's framing and make the headers say so.
+pub fn request_framing(parts: &mut Parts, body: &Limited<Incoming>) -> ReqBody {
+    if body.is_end_stream() {
+        let needs_length = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
+        if needs_length && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
+        return ReqBody::None;
+    }
+    match body.size_hint().exact() {
+        Some(n) => {
+            let same = parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .is_some_and(|v| parse_u64(v.as_bytes()) == Some(n));
+            if !same {
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            }
+            ReqBody::Length
+        }
+        None => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            parts.headers.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+            ReqBody::Chunked
+        }
+    }
+}
+
+/// Where the head ends (just past its blank line), scanning from `from`.
+fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(p) = buf
+        .get(i..)
+        .and_then(|s| s.iter().position(|&b| b == b'\n'))
+    {
+        let nl = i + p;
+        match buf.get(nl + 1) {
+            Some(b'\n') => return Some(nl + 2),
+            Some(b'\r') if buf.get(nl + 2) == Some(&b'\n') => return Some(nl + 3),
+            _ => {}
+        }
+        i = nl + 1;
+    }
+    None
+}
+
+/// Lines of a head, without their `\r\n` (or bare `\n`).
+fn lines(raw: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        let p = raw.get(start..)?.iter().position(|&b| b == b'\n')?;
+        let line = (start, start + p);
+        start += p + 1;
+        let (s, mut e) = line;
+        if e > s && raw[e - 1] == b'\r' {
+            e -= 1;
+        }
+        Some((s, e))
+    })
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn parse_head(raw: &Bytes) -> Result<(StatusCode, Version, HeaderMap), ClientError> {
+    let bad = ClientError::Invalid;
+    let mut it = lines(raw);
+    let (s, e) = it.next().ok_or(bad("empty head"))?;
+    let line = &raw[s..e];
+    let version = match line.get(..9) {
+        Some(b"HTTP/1.1 ") => Version::HTTP_11,
+        Some(b"HTTP/1.0 ") => Version::HTTP_10,
+        _ => return Err(bad("not an HTTP/1 status line")),
+    };
+    let code = line.get(9..12).ok_or(bad("no status code"))?;
+    if line.get(12).is_some_and(|&b| b != b' ') {
+        return Err(bad("malformed status code"));
+    }
+    let status = StatusCode::from_bytes(code).map_err(|_| bad("malformed status code"))?;
+    let mut headers = HeaderMap::with_capacity(16);
+    for (s, e) in it {
+        if s == e {
+            break;
+        }
+        let line = &raw[s..e];
+        if headers.len() >= MAX_HEADERS {
+            return Err(bad("too many headers"));
+        }
+        let colon = line
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or(bad("header without a colon"))?;
+        let name = &line[..colon];
+        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+            return Err(bad("malformed header name"));
+        }
+        let mut vs = s + colon + 1;
+        let mut ve = e;
+        while vs < ve && matches!(raw[vs], b' ' | b'\t') {
+            vs += 1;
+        }
+        while ve > vs && matches!(raw[ve - 1], b' ' | b'\t') {
+            ve -= 1;
+        }
+        let name = HeaderName::from_bytes(name).map_err(|_| bad("malformed header name"))?;
+        let value = HeaderValue::from_maybe_shared(raw.slice(vs..ve))
+            .map_err(|_| bad("malformed header value"))?;
+        headers.append(name, value);
+    }
+    Ok((status, version, headers))
+}
+
+fn build_head(
+    status: StatusCode,
+    version: Version,
+    mut headers: HeaderMap,
+    head_request: bool,
+) -> Result<Head, ClientError> {
+    let connection_has = |headers: &HeaderMap, token: &str| {
+        headers.get_all(header::CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    };
+    let mut keep_alive = if version == Version::HTTP_11 {
+        !connection_has(&headers, "close")
+    } else {
+        connection_has(&headers, "keep-alive")
+    };
+    let body = if status == StatusCode::SWITCHING_PROTOCOLS {
+        keep_alive = false;
+        BodyState::Upgrade
+    } else if head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        BodyState::Done
+    } else if headers.contains_key(header::TRANSFER_ENCODING) {
+        // Transfer-Encoding wins over Content-Length (RFC 9112 6.3).
+        headers.remove(header::CONTENT_LENGTH);
+        let last_chunked = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .next_back()
+            .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
+            .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        if last_chunked {
+            BodyState::Chunked(Chunk::Size)
+        } else {
+            BodyState::Eof
+        }
+    } else {
+        let mut length = None;
+        for v in headers.get_all(header::CONTENT_LENGTH) {
+            for part in v.as_bytes().split(|&b| b == b',') {
+                let n = parse_u64(part.trim_ascii())
+                    .ok_or(ClientError::Invalid("malformed content-length"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(ClientError::Invalid("conflicting content-length"));
+                }
+                length = Some(n);
+            }
+        }
+        match length {
+            Some(0) => BodyState::Done,
+            Some(n) => BodyState::Length(n),
+            None => BodyState::Eof,
+        }
+    };
+    if body == BodyState::Eof {
+        keep_alive = false;
+    }
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    *response.version_mut() = version;
+    *response.headers_mut() = headers;
+    Ok(Head {
+        response,
+        body,
+        keep_alive,
+    })
+}
+
+fn parse_u64(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
+}
+
+fn push_hex(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[(n & 15) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// A response body read off the upstream connection. When it ends on a
+/// connection that may be reused, [`UpBody::take_reusable`] hands the
+/// connection back for the pool.
+pub struct UpBody {
+    conn: Option<UpConn>,
+    state: BodyState,
+    keep_alive: bool,
+}
+
+impl UpBody {
+    pub fn new(conn: UpConn, state: BodyState, keep_alive: bool) -> Self {
+        Self {
+            conn: Some(conn),
+            state,
+            keep_alive,
+        }
+    }
+
+    /// The connection, once the body ended cleanly on a connection that
+    /// stays open (nothing read beyond this response).
+    pub fn take_reusable(&mut self) -> Option<UpConn> {
+        if self.state != BodyState::Done || !self.keep_alive {
+            return None;
+        }
+        let conn = self.conn.take()?;
+        conn.buf.is_empty().then_some(conn)
+    }
+
+    /// The upgraded connection of a `101` answer.
+    pub fn take_upgraded(&mut self) -> Option<UpConn> {
+        if self.state != BodyState::Upgrade {
+            return None;
+        }
+        self.state = BodyState::Done;
+        self.conn.take()
+    }
+
+    fn fail(&mut self, what: &'static str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.state = BodyState::Done;
+        self.conn = None;
+        Poll::Ready(Some(Err(ClientError::Invalid(what).into())))
+    }
+}
+
+impl Body for UpBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match this.state {
+                BodyState::Done | BodyState::Upgrade => return Poll::Ready(None),
+                BodyState::Length(left) if !conn.buf.is_empty() => {
+                    let n = left.min(conn.buf.len() as u64);
+                    let data = conn.buf.split_to(n as usize).freeze();
+                    this.state = if n == left {
+                        BodyState::Done
+                    } else {
+                        BodyState::Length(left - n)
+                    };
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                BodyState::Eof if !conn.buf.is_empty() => {
+                    let data = conn.buf.split().freeze();
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                BodyState::Chunked(Chunk::Data(left)) if !conn.buf.is_empty() => {
+                    let n = left.min(conn.buf.len() as u64);
+                    let data = conn.buf.split_to(n as usize).freeze();
+                    this.state = BodyState::Chunked(if n == left {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(left - n)
+                    });
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                BodyState::Chunked(Chunk::DataEnd) => {
+                    if conn.buf.starts_with(b"\r\n") {
+                        let _ = conn.buf.split_to(2);
+                        this.state = BodyState::Chunked(Chunk::Size);
+                        continue;
+                    }
+                    if conn.buf.starts_with(b"\n") {
+                        let _ = conn.buf.split_to(1);
+                        this.state = BodyState::Chunked(Chunk::Size);
+                        continue;
+                    }
+                    if conn.buf.len() >= 2 || conn.buf.first().is_some_and(|&b| b != b'\r') {
+                        return this.fail("chunk not followed by CRLF");
+                    }
+                }
+                BodyState::Chunked(Chunk::Size) => {
+                    if let Some(p) = conn.buf.iter().position(|&b| b == b'\n') {
+                        let line = conn.buf.split_to(p + 1);
+                        let digits = line[..].split(|&b| b == b';').next().unwrap_or(&[]);
+                        let digits = digits.trim_ascii();
+                        if digits.is_empty() || digits.len() > 15 {
+                            return this.fail("malformed chunk size");
+                        }
+                        let mut size = 0u64;
+                        for &b in digits {
+                            let Some(d) = (b as char).to_digit(16) else {
+                                return this.fail("malformed chunk size");
+                            };
+                            size = size * 16 + u64::from(d);
+                        }
+                        this.state = BodyState::Chunked(if size == 0 {
+                            Chunk::Trailers
+                        } else {
+                            Chunk::Data(size)
+                        });
+                        continue;
+                    }
+                    if conn.buf.len() > 4096 {
+                        return this.fail("chunk size line too long");
+                    }
+                }
+                BodyState::Chunked(Chunk::Trailers) => {
+                    let end = if conn.buf.starts_with(b"\r\n") {
+                        Some(2)
+                    } else if conn.buf.starts_with(b"\n") {
+                        Some(1)
+                    } else {
+                        head_end(&conn.buf, 0)
+                    };
+                    if let Some(end) = end {
+                        let raw = conn.buf.split_to(end).freeze();
+                        this.state = BodyState::Done;
+                        if end <= 2 {
+                            return Poll::Ready(None);
+                        }
+                        // Parse the trailer block as a head with a fake
+                        // status line in front.
+                        let mut block = BytesMut::with_capacity(raw.len() + 17);
+                        block.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+                        block.extend_from_slice(&raw);
+                        return match parse_head(&block.freeze()) {
+                            Ok((_, _, trailers)) => {
+                                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+                            }
+                            Err(_) => this.fail("malformed trailers"),
+                        };
+                    }
+                    if conn.buf.len() > MAX_HEAD {
+                        return this.fail("trailers too large");
+                    }
+                }
+                // Nothing buffered for a data state: read below.
+                BodyState::Length(_) | BodyState::Eof | BodyState::Chunked(Chunk::Data(_)) => {}
+            }
+            match conn.poll_fill(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => {
+                    this.state = BodyState::Done;
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(ClientError::Io(e).into())));
+                }
+                Poll::Ready(Ok(0)) => {
+                    if this.state == BodyState::Eof {
+                        this.state = BodyState::Done;
+                        this.conn = None;
+                        return Poll::Ready(None);
+                    }
+                    return this.fail("connection closed in the response body");
+                }
+                Poll::Ready(Ok(_)) => {}
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.state, BodyState::Done | BodyState::Upgrade)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            BodyState::Done | BodyState::Upgrade => SizeHint::with_exact(0),
+            BodyState::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+/// Whether a request may be sent again on a new connection after `e` on a
+/// pooled one: it died before any answer, the request had no body (so
+/// nothing of the client's was consumed) and its method is idempotent.
+pub fn retryable(e: &ClientError, method: &Method, framing: ReqBody) -> bool {
+    framing == ReqBody::None && e.is_stale() && method.is_idempotent()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_end_finds_the_blank_line() {
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\n\r\nbody", 0), Some(19));
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\n\nbody", 0), Some(17));
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\na: b\r\n", 0), None);
+    }
+
+    #[test]
+    fn heads_parse() {
+        let raw = Bytes::from_static(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\nX-A:  v \r\nx-a: w\r\n\r\n",
+        );
+        let (status, version, h) = parse_head(&raw).expect("head");
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(version, Version::HTTP_11);
+        assert_eq!(h["content-length"], "3");
+        let all: Vec<_> = h.get_all("x-a").iter().collect();
+        assert_eq!(all, ["v", "w"]);
+        for bad in [
+            &b"HTTP/2 200 OK\r\n\r\n"[..],
+            b"HTTP/1.1 20 OK\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nbad name: x\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nnocolon\r\n\r\n",
+        ] {
+            assert!(parse_head(&Bytes::from_static(bad)).is_err());
+        }
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let h = |s: &'static [u8]| parse_head(&Bytes::from_static(s)).expect("head");
+        let b = |s: &'static [u8], head: bool| {
+            let (st, v, hd) = h(s);
+            let head = build_head(st, v, hd, head).expect("build");
+            (head.body, head.keep_alive)
+        };
+        assert_eq!(
+            b(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", false),
+            (BodyState::Length(5), true)
+        );
+        assert_eq!(
+            b(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", true),
+            (BodyState::Done, true)
+        );
+        assert_eq!(
+            b(b"HTTP/1.1 204 No Content\r\n\r\n", false),
+            (BodyState::Done, true)
+        );
+        assert_eq!(
+            b(
+                b"HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n",
+                false
+            ),
+            (BodyState::Done, true)
+        );
+        assert_eq!(
+            b(
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n",
+                false
+            ),
+            (BodyState::Chunked(Chunk::Size), true)
+        );
+        assert_eq!(
+            b(b"HTTP/1.1 200 OK\r\n\r\n", false),
+            (BodyState::Eof, false)
+        );
+        assert_eq!(
+            b(
+                b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\n",
+                false
+            ),
+            (BodyState::Length(1), false)
+        );
+        assert_eq!(
+            b(b"HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n", false),
+            (BodyState::Length(1), false)
+        );
+        assert_eq!(
+            b(
+                b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
+                false
+            ),
+            (BodyState::Upgrade, false)
+        );
+        let (st, v, hd) = h(b"HTTP/1.1 200 OK\r\ncontent-length: 1, 2\r\n\r\n");
+        assert!(build_head(st, v, hd, false).is_err());
+    }
+
+    #[test]
+    fn hex_sizes() {
+        let mut v = Vec::new();
+        push_hex(&mut v, 0);
+        push_hex(&mut v, 0x1a2f);
+        assert_eq!(v, b"01a2f");
+    }
+}
