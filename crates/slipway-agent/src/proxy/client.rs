@@ -13,8 +13,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
-use http_body_util::{BodyExt as _, Limited};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use http_body_util::BodyExt as _;
+use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode, Version};
@@ -141,12 +141,15 @@ impl UpConn {
     /// Send one request and read its response head. On a pooled
     /// connection, a failure that [`retryable`] accepts may be retried on
     /// another connection.
-    pub async fn send(
+    pub async fn send<B>(
         &mut self,
         parts: &Parts,
         framing: ReqBody,
-        body: &mut Limited<Incoming>,
-    ) -> Result<Head, ClientError> {
+        body: &mut B,
+    ) -> Result<Head, ClientError>
+    where
+        B: Body<Data = Bytes, Error = BoxError> + Unpin,
+    {
         self.wbuf.clear();
         encode_head(parts, &mut self.wbuf);
         self.io.write_all(&self.wbuf).await?;
@@ -169,11 +172,10 @@ impl UpConn {
         self.read_head(parts.method == Method::HEAD).await
     }
 
-    async fn write_body(
-        &mut self,
-        framing: ReqBody,
-        body: &mut Limited<Incoming>,
-    ) -> Result<(), ClientError> {
+    async fn write_body<B>(&mut self, framing: ReqBody, body: &mut B) -> Result<(), ClientError>
+    where
+        B: Body<Data = Bytes, Error = BoxError> + Unpin,
+    {
         let chunked = framing == ReqBody::Chunked;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(ClientError::RequestBody)?;
@@ -263,7 +265,7 @@ fn encode_head(parts: &Parts, out: &mut Vec<u8>) {
 }
 
 /// Decide the request body's framing and make the headers say so.
-pub fn request_framing(parts: &mut Parts, body: &Limited<Incoming>) -> ReqBody {
+pub fn request_framing(parts: &mut Parts, body: &impl Body) -> ReqBody {
     if body.is_end_stream() {
         let needs_length = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
         if needs_length && !parts.headers.contains_key(header::CONTENT_LENGTH) {
@@ -773,5 +775,251 @@ mod tests {
         push_hex(&mut v, 0);
         push_hex(&mut v, 0x1a2f);
         assert_eq!(v, b"01a2f");
+    }
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use http_body_util::{BodyExt as _, Empty, StreamBody};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// An upstream that reads one request per entry (until its head and, if
+    /// `body_end` is given, until that text) and answers with the entry's
+    /// bytes, in pieces; returns what it read.
+    async fn scripted(
+        answers: Vec<(Option<&'static str>, Vec<&'static [u8]>)>,
+    ) -> (std::net::SocketAddr, tokio::task::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut seen = Vec::new();
+            let mut buf = Vec::new();
+            for (body_end, pieces) in answers {
+                loop {
+                    let text = String::from_utf8_lossy(&buf).into_owned();
+                    let head_done = text.contains("\r\n\r\n");
+                    let body_done = body_end.is_none_or(|e| text.ends_with(e));
+                    if head_done && body_done {
+                        break;
+                    }
+                    let mut chunk = [0u8; 4096];
+                    let n = s.read(&mut chunk).await.expect("read");
+                    if n == 0 {
+                        return seen;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                seen.push(String::from_utf8_lossy(&buf).into_owned());
+                buf.clear();
+                for p in pieces {
+                    s.write_all(p).await.expect("write");
+                    s.flush().await.expect("flush");
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            }
+            seen
+        });
+        (addr, task)
+    }
+
+    fn parts(method: Method, path: &str) -> Parts {
+        let (mut p, ()) = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "up")
+            .body(())
+            .expect("req")
+            .into_parts();
+        p.headers.insert("x-a", HeaderValue::from_static("1"));
+        p
+    }
+
+    fn empty() -> http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError> {
+        Empty::<Bytes>::new().map_err(|e| match e {}).boxed_unsync()
+    }
+
+    async fn collect(mut body: UpBody) -> (Vec<u8>, Option<HeaderMap>, UpBody) {
+        let mut data = Vec::new();
+        let mut trailers = None;
+        while let Some(f) = body.frame().await {
+            let f = f.expect("frame");
+            match f.into_data() {
+                Ok(d) => data.extend_from_slice(&d),
+                Err(f) => trailers = f.into_trailers().ok(),
+            }
+        }
+        (data, trailers, body)
+    }
+
+    #[tokio::test]
+    async fn chunked_split_across_reads_then_head_then_no_content_on_one_connection() {
+        let (addr, up) = scripted(vec![
+            (
+                None,
+                vec![
+                    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel",
+                    b"lo\r",
+                    b"\n6;ext=1\r\n world\r\n0\r\nx-t",
+                    b"railer: yes\r\n\r\n",
+                ],
+            ),
+            (None, vec![b"HTTP/1.1 200 OK\r\ncontent-length: 42\r\n\r\n"]),
+            (None, vec![b"HTTP/1.1 204 No Content\r\n\r\n"]),
+            (None, vec![b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nab", b"c"]),
+        ])
+        .await;
+        let mut conn = UpConn::new(TcpStream::connect(addr).await.expect("connect"));
+        let p = parts(Method::GET, "/a?b=c");
+        let head = conn
+            .send(&p, ReqBody::None, &mut empty())
+            .await
+            .expect("send");
+        assert_eq!(head.response.status(), 200);
+        let (data, trailers, mut body) =
+            collect(UpBody::new(conn, head.body, head.keep_alive)).await;
+        assert_eq!(data, b"hello world");
+        assert_eq!(trailers.expect("trailers")["x-trailer"], "yes");
+        let mut conn = body.take_reusable().expect("reusable");
+        assert!(conn.is_reusable());
+
+        let head = conn
+            .send(&parts(Method::HEAD, "/"), ReqBody::None, &mut empty())
+            .await
+            .expect("head");
+        assert_eq!(head.response.headers()["content-length"], "42");
+        let mut body = UpBody::new(conn, head.body, head.keep_alive);
+        assert!(body.is_end_stream());
+        let mut conn = body.take_reusable().expect("reusable after HEAD");
+
+        let head = conn
+            .send(&p, ReqBody::None, &mut empty())
+            .await
+            .expect("204");
+        assert_eq!(head.response.status(), 204);
+        let mut body = UpBody::new(conn, head.body, head.keep_alive);
+        let mut conn = body.take_reusable().expect("reusable after 204");
+
+        let head = conn
+            .send(&p, ReqBody::None, &mut empty())
+            .await
+            .expect("len");
+        assert_eq!(head.body, BodyState::Length(3));
+        let (data, _, mut body) = collect(UpBody::new(conn, head.body, head.keep_alive)).await;
+        assert_eq!(data, b"abc");
+        assert!(body.take_reusable().is_some());
+        drop(body);
+        let seen = up.await.expect("upstream");
+        assert!(
+            seen[0].starts_with("GET /a?b=c HTTP/1.1\r\nhost: up\r\nx-a: 1\r\n\r\n"),
+            "{}",
+            seen[0]
+        );
+        assert!(seen[1].starts_with("HEAD / HTTP/1.1\r\n"));
+    }
+
+    #[tokio::test]
+    async fn chunked_and_length_request_bodies_and_a_close_delimited_answer() {
+        let (addr, up) = scripted(vec![
+            (
+                Some("0\r\n\r\n"),
+                vec![b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n"],
+            ),
+            (
+                Some("xyz"),
+                vec![
+                    b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil",
+                    b" close",
+                ],
+            ),
+        ])
+        .await;
+        let mut conn = UpConn::new(TcpStream::connect(addr).await.expect("connect"));
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"abc"))),
+            Ok(Frame::data(Bytes::from(vec![b'z'; 20_000]))),
+        ];
+        let mut body = StreamBody::new(futures_util::stream::iter(frames));
+        let mut p = parts(Method::POST, "/up");
+        let framing = request_framing(&mut p, &body);
+        assert_eq!(framing, ReqBody::Chunked);
+        assert_eq!(p.headers["transfer-encoding"], "chunked");
+        let head = conn.send(&p, framing, &mut body).await.expect("send");
+        assert_eq!(head.response.status(), 201);
+        let mut b = UpBody::new(conn, head.body, head.keep_alive);
+        let mut conn = b.take_reusable().expect("reusable");
+
+        let mut body = http_body_util::Full::new(Bytes::from_static(b"xyz"))
+            .map_err(|e| match e {})
+            .boxed_unsync();
+        let mut p = parts(Method::PUT, "/len");
+        let framing = request_framing(&mut p, &body);
+        assert_eq!(framing, ReqBody::Length);
+        assert_eq!(p.headers["content-length"], "3");
+        let head = conn.send(&p, framing, &mut body).await.expect("send");
+        assert!(!head.keep_alive);
+        let (data, _, mut b) = collect(UpBody::new(conn, head.body, head.keep_alive)).await;
+        assert_eq!(data, b"until close");
+        assert!(b.take_reusable().is_none());
+        let seen = up.await.expect("upstream");
+        assert!(
+            seen[0].contains("3\r\nabc\r\n4e20\r\nzzz"),
+            "{}",
+            &seen[0][..80]
+        );
+        assert!(seen[0].ends_with("zz\r\n0\r\n\r\n"));
+        assert!(seen[1].contains("content-length: 3\r\n\r\nxyz"));
+    }
+
+    #[tokio::test]
+    async fn a_closed_idle_connection_is_seen_and_an_early_close_is_an_error() {
+        let (addr, up) = scripted(vec![(
+            None,
+            vec![b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nab"],
+        )])
+        .await;
+        let mut conn = UpConn::new(TcpStream::connect(addr).await.expect("connect"));
+        let head = conn
+            .send(&parts(Method::GET, "/"), ReqBody::None, &mut empty())
+            .await
+            .expect("send");
+        up.await.expect("upstream"); // closes after the first piece
+        let (mut body, mut got) = (UpBody::new(conn, head.body, head.keep_alive), Vec::new());
+        let mut failed = false;
+        while let Some(f) = body.frame().await {
+            match f {
+                Ok(f) => got.extend_from_slice(&f.into_data().expect("data")),
+                Err(_) => failed = true,
+            }
+        }
+        assert!(failed && got == b"ab");
+        assert!(body.take_reusable().is_none());
+
+        let (addr, up) = scripted(vec![(
+            None,
+            vec![b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"],
+        )])
+        .await;
+        let mut conn = UpConn::new(TcpStream::connect(addr).await.expect("connect"));
+        let head = conn
+            .send(&parts(Method::GET, "/"), ReqBody::None, &mut empty())
+            .await
+            .expect("send");
+        let mut conn = UpBody::new(conn, head.body, head.keep_alive)
+            .take_reusable()
+            .expect("reusable");
+        up.await.expect("upstream");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!conn.is_reusable());
+        let e = conn
+            .send(&parts(Method::GET, "/"), ReqBody::None, &mut empty())
+            .await
+            .err()
+            .expect("closed");
+        assert!(retryable(&e, &Method::GET, ReqBody::None), "{e}");
+        assert!(!retryable(&e, &Method::POST, ReqBody::None));
     }
 }
