@@ -26,7 +26,7 @@ use super::body::BoxError;
 /// Largest response head (and chunk-size or trailer line block) accepted.
 const MAX_HEAD: usize = 64 * 1024;
 /// Most headers in one response head.
-const MAX_HEADERS: usize = 256;
+const MAX_HEADERS: usize = 100;
 /// Room made in the read buffer before each read.
 const READ_CHUNK: usize = 8 * 1024;
 /// Request body pieces up to this size are copied next to their chunk
@@ -110,12 +110,12 @@ pub enum Chunk {
 }
 
 impl UpConn {
-    pub fn new(io: TcpStream) -> Self {
-        Self {
+    pub fn new(io: TcpStream) -> Box<Self> {
+        Box::new(Self {
             io,
             buf: BytesMut::new(),
             wbuf: Vec::new(),
-        }
+        })
     }
 
     /// Whether an idle connection can carry another request: nothing was
@@ -215,13 +215,9 @@ impl UpConn {
     }
 
     async fn read_head(&mut self, head_request: bool) -> Result<Head, ClientError> {
-        let mut scanned = 0;
         let mut interim = false;
         loop {
-            if let Some(end) = head_end(&self.buf, scanned) {
-                let raw = self.buf.split_to(end).freeze();
-                scanned = 0;
-                let (status, version, headers) = parse_head(&raw)?;
+            if let Some((status, version, headers)) = take_head(&mut self.buf)? {
                 if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
                     interim = true;
                     continue; // 100 Continue, 103 Early Hints: wait for the real one
@@ -231,7 +227,6 @@ impl UpConn {
             if self.buf.len() > MAX_HEAD {
                 return Err(ClientError::Invalid("response head too large"));
             }
-            scanned = self.buf.len().saturating_sub(3);
             let n = std::future::poll_fn(|cx| self.poll_fill(cx)).await?;
             if n == 0 {
                 return Err(if self.buf.is_empty() && !interim {
@@ -299,89 +294,125 @@ pub fn request_framing(parts: &mut Parts, body: &impl Body) -> ReqBody {
     }
 }
 
-/// Where the head ends (just past its blank line), scanning from `from`.
-fn head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    while let Some(p) = buf
-        .get(i..)
-        .and_then(|s| s.iter().position(|&b| b == b'\n'))
-    {
-        let nl = i + p;
-        match buf.get(nl + 1) {
-            Some(b'\n') => return Some(nl + 2),
-            Some(b'\r') if buf.get(nl + 2) == Some(&b'\n') => return Some(nl + 3),
-            _ => {}
-        }
-        i = nl + 1;
-    }
-    None
+/// Name and value of one header line, as offsets into the head.
+#[derive(Clone, Copy, Default)]
+struct Line {
+    name: (u32, u32),
+    value: (u32, u32),
 }
 
-/// Lines of a head, without their `\r\n` (or bare `\n`).
-fn lines(raw: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
-    let mut start = 0;
-    std::iter::from_fn(move || {
-        let p = raw.get(start..)?.iter().position(|&b| b == b'\n')?;
-        let line = (start, start + p);
-        start += p + 1;
-        let (s, mut e) = line;
-        if e > s && raw[e - 1] == b'\r' {
-            e -= 1;
-        }
-        Some((s, e))
-    })
-}
-
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-fn parse_head(raw: &Bytes) -> Result<(StatusCode, Version, HeaderMap), ClientError> {
+/// The header lines from `at` up to and including the blank line, in one
+/// pass: `Ok(None)` while the block is incomplete, else where it ends.
+fn scan_headers(
+    buf: &[u8],
+    mut at: usize,
+    lines: &mut [Line],
+) -> Result<Option<(usize, usize)>, ClientError> {
     let bad = ClientError::Invalid;
-    let mut it = lines(raw);
-    let (s, e) = it.next().ok_or(bad("empty head"))?;
-    let line = &raw[s..e];
+    let mut count = 0;
+    loop {
+        match buf.get(at) {
+            None => return Ok(None),
+            Some(b'\n') => return Ok(Some((at + 1, count))),
+            Some(b'\r') => {
+                return match buf.get(at + 1) {
+                    None => Ok(None),
+                    Some(b'\n') => Ok(Some((at + 2, count))),
+                    Some(_) => Err(bad("malformed line end")),
+                };
+            }
+            Some(_) => {}
+        }
+        let start = at;
+        let Some(colon) = buf[at..].iter().position(|&b| b == b':' || b == b'\n') else {
+            return Ok(None);
+        };
+        let colon = at + colon;
+        if buf[colon] == b'\n' {
+            return Err(bad("header without a colon"));
+        }
+        let Some(nl) = buf[colon..].iter().position(|&b| b == b'\n') else {
+            return Ok(None);
+        };
+        let nl = colon + nl;
+        let (mut vs, mut ve) = (colon + 1, nl);
+        while vs < ve && matches!(buf[vs], b' ' | b'\t') {
+            vs += 1;
+        }
+        while ve > vs && matches!(buf[ve - 1], b' ' | b'\t' | b'\r') {
+            ve -= 1;
+        }
+        let line = lines.get_mut(count).ok_or(bad("too many headers"))?;
+        // A head is bounded by MAX_HEAD, far below u32::MAX.
+        *line = Line {
+            name: (start as u32, colon as u32),
+            value: (vs as u32, ve as u32),
+        };
+        count += 1;
+        at = nl + 1;
+    }
+}
+
+/// The status line: version, status, and where the headers start.
+fn scan_status(buf: &[u8]) -> Result<Option<(Version, StatusCode, usize)>, ClientError> {
+    let bad = ClientError::Invalid;
+    let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+        return Ok(None);
+    };
+    let line = &buf[..nl];
     let version = match line.get(..9) {
         Some(b"HTTP/1.1 ") => Version::HTTP_11,
         Some(b"HTTP/1.0 ") => Version::HTTP_10,
         _ => return Err(bad("not an HTTP/1 status line")),
     };
     let code = line.get(9..12).ok_or(bad("no status code"))?;
-    if line.get(12).is_some_and(|&b| b != b' ') {
+    if line.get(12).is_some_and(|&b| !matches!(b, b' ' | b'\r')) {
         return Err(bad("malformed status code"));
     }
     let status = StatusCode::from_bytes(code).map_err(|_| bad("malformed status code"))?;
-    let mut headers = HeaderMap::with_capacity(16);
-    for (s, e) in it {
-        if s == e {
-            break;
-        }
-        let line = &raw[s..e];
-        if headers.len() >= MAX_HEADERS {
-            return Err(bad("too many headers"));
-        }
-        let colon = line
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or(bad("header without a colon"))?;
-        let name = &line[..colon];
-        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
-            return Err(bad("malformed header name"));
-        }
-        let mut vs = s + colon + 1;
-        let mut ve = e;
-        while vs < ve && matches!(raw[vs], b' ' | b'\t') {
-            vs += 1;
-        }
-        while ve > vs && matches!(raw[ve - 1], b' ' | b'\t') {
-            ve -= 1;
-        }
+    Ok(Some((version, status, nl + 1)))
+}
+
+fn headers_of(raw: &Bytes, lines: &[Line]) -> Result<HeaderMap, ClientError> {
+    let bad = ClientError::Invalid;
+    let mut headers = HeaderMap::with_capacity(lines.len());
+    for l in lines {
+        let name = &raw[l.name.0 as usize..l.name.1 as usize];
         let name = HeaderName::from_bytes(name).map_err(|_| bad("malformed header name"))?;
-        let value = HeaderValue::from_maybe_shared(raw.slice(vs..ve))
-            .map_err(|_| bad("malformed header value"))?;
+        let value =
+            HeaderValue::from_maybe_shared(raw.slice(l.value.0 as usize..l.value.1 as usize))
+                .map_err(|_| bad("malformed header value"))?;
         headers.append(name, value);
     }
-    Ok((status, version, headers))
+    Ok(headers)
+}
+
+/// Take a complete head off the front of `buf`, if there is one.
+fn take_head(buf: &mut BytesMut) -> Result<Option<(StatusCode, Version, HeaderMap)>, ClientError> {
+    let Some((version, status, at)) = scan_status(buf)? else {
+        return Ok(None);
+    };
+    let mut lines = [Line::default(); MAX_HEADERS];
+    let Some((end, count)) = scan_headers(buf, at, &mut lines)? else {
+        return Ok(None);
+    };
+    let raw = buf.split_to(end).freeze();
+    Ok(Some((status, version, headers_of(&raw, &lines[..count])?)))
+}
+
+/// Take a complete trailer block off the front of `buf`, if there is one.
+fn take_trailers(buf: &mut BytesMut) -> Result<Option<HeaderMap>, ClientError> {
+    let mut lines = [Line::default(); MAX_HEADERS];
+    let Some((end, count)) = scan_headers(buf, 0, &mut lines)? else {
+        return Ok(None);
+    };
+    let raw = buf.split_to(end).freeze();
+    headers_of(&raw, &lines[..count]).map(Some)
+}
+
+#[cfg(test)]
+fn parse_head(raw: &Bytes) -> Result<(StatusCode, Version, HeaderMap), ClientError> {
+    take_head(&mut BytesMut::from(&raw[..]))?.ok_or(ClientError::Invalid("incomplete head"))
 }
 
 fn build_head(
@@ -484,13 +515,14 @@ fn push_hex(out: &mut Vec<u8>, mut n: u64) {
 /// connection that may be reused, [`UpBody::take_reusable`] hands the
 /// connection back for the pool.
 pub struct UpBody {
-    conn: Option<UpConn>,
+    /// Boxed: the body is moved several times on its way through hyper.
+    conn: Option<Box<UpConn>>,
     state: BodyState,
     keep_alive: bool,
 }
 
 impl UpBody {
-    pub fn new(conn: UpConn, state: BodyState, keep_alive: bool) -> Self {
+    pub fn new(conn: Box<UpConn>, state: BodyState, keep_alive: bool) -> Self {
         Self {
             conn: Some(conn),
             state,
@@ -500,7 +532,7 @@ impl UpBody {
 
     /// The connection, once the body ended cleanly on a connection that
     /// stays open (nothing read beyond this response).
-    pub fn take_reusable(&mut self) -> Option<UpConn> {
+    pub fn take_reusable(&mut self) -> Option<Box<UpConn>> {
         if self.state != BodyState::Done || !self.keep_alive {
             return None;
         }
@@ -509,7 +541,7 @@ impl UpBody {
     }
 
     /// The upgraded connection of a `101` answer.
-    pub fn take_upgraded(&mut self) -> Option<UpConn> {
+    pub fn take_upgraded(&mut self) -> Option<Box<UpConn>> {
         if self.state != BodyState::Upgrade {
             return None;
         }
@@ -604,36 +636,20 @@ impl Body for UpBody {
                         return this.fail("chunk size line too long");
                     }
                 }
-                BodyState::Chunked(Chunk::Trailers) => {
-                    let end = if conn.buf.starts_with(b"\r\n") {
-                        Some(2)
-                    } else if conn.buf.starts_with(b"\n") {
-                        Some(1)
-                    } else {
-                        head_end(&conn.buf, 0)
-                    };
-                    if let Some(end) = end {
-                        let raw = conn.buf.split_to(end).freeze();
+                BodyState::Chunked(Chunk::Trailers) => match take_trailers(&mut conn.buf) {
+                    Ok(Some(trailers)) => {
                         this.state = BodyState::Done;
-                        if end <= 2 {
+                        if trailers.is_empty() {
                             return Poll::Ready(None);
                         }
-                        // Parse the trailer block as a head with a fake
-                        // status line in front.
-                        let mut block = BytesMut::with_capacity(raw.len() + 17);
-                        block.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-                        block.extend_from_slice(&raw);
-                        return match parse_head(&block.freeze()) {
-                            Ok((_, _, trailers)) => {
-                                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
-                            }
-                            Err(_) => this.fail("malformed trailers"),
-                        };
+                        return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
                     }
-                    if conn.buf.len() > MAX_HEAD {
+                    Ok(None) if conn.buf.len() > MAX_HEAD => {
                         return this.fail("trailers too large");
                     }
-                }
+                    Ok(None) => {}
+                    Err(_) => return this.fail("malformed trailers"),
+                },
                 // Nothing buffered for a data state: read below.
                 BodyState::Length(_) | BodyState::Eof | BodyState::Chunked(Chunk::Data(_)) => {}
             }
@@ -682,10 +698,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn head_end_finds_the_blank_line() {
-        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\n\r\nbody", 0), Some(19));
-        assert_eq!(head_end(b"HTTP/1.1 200 OK\n\nbody", 0), Some(17));
-        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\na: b\r\n", 0), None);
+    fn incomplete_heads_wait_for_more() {
+        for partial in [
+            &b"HTTP/1.1 200 OK"[..],
+            b"HTTP/1.1 200 OK\r\n",
+            b"HTTP/1.1 200 OK\r\na: b\r\n",
+            b"HTTP/1.1 200 OK\r\na: b\r\n\r",
+            b"HTTP/1.1 200 OK\r\na: b",
+        ] {
+            let mut buf = BytesMut::from(partial);
+            assert!(take_head(&mut buf).expect("valid so far").is_none());
+            assert_eq!(buf.len(), partial.len());
+        }
+        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\n\nbody"[..]);
+        assert!(take_head(&mut buf).expect("head").is_some());
+        assert_eq!(&buf[..], b"body");
     }
 
     #[test]

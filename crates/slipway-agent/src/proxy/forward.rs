@@ -226,7 +226,7 @@ fn forwarded_proto(configured: &HeaderValue) -> HeaderValue {
 /// either side closes or the target's drain deadline cuts it. The in-flight
 /// guard lives as long as the tunnel, so a WebSocket holds its old target
 /// (and its drain) open until it closes.
-pub async fn tunnel(client: OnUpgrade, upstream: UpConn, guard: InFlight) {
+pub async fn tunnel(client: OnUpgrade, upstream: Box<UpConn>, guard: InFlight) {
     let client = match client.await {
         Ok(c) => c,
         Err(e) => {

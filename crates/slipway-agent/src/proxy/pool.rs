@@ -67,7 +67,7 @@ impl Hasher for FxHasher {
     }
 }
 
-type IdleMap = HashMap<Box<str>, Vec<UpConn>, BuildHasherDefault<FxHasher>>;
+type IdleMap = HashMap<Box<str>, Vec<Box<UpConn>>, BuildHasherDefault<FxHasher>>;
 
 /// The upstream side of one proxy thread: its idle connections, and
 /// whether the thread has stopped accepting.
@@ -98,7 +98,7 @@ impl Pool {
 
     /// Give back a connection (to `key`, the target it was taken for)
     /// whose last response ended cleanly.
-    pub fn recycle(&self, key: &Authority, conn: UpConn) {
+    pub fn recycle(&self, key: &Authority, conn: Box<UpConn>) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = match idle.get_mut(key.as_str()) {
             Some(list) => list,
@@ -109,7 +109,7 @@ impl Pool {
         }
     }
 
-    fn take(&self, key: &Authority) -> Option<UpConn> {
+    fn take(&self, key: &Authority) -> Option<Box<UpConn>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(key.as_str())?;
         while let Some(c) = list.pop() {
@@ -120,7 +120,7 @@ impl Pool {
         None
     }
 
-    async fn dial(&self, key: &Authority) -> Result<UpConn, UpstreamError> {
+    async fn dial(&self, key: &Authority) -> Result<Box<UpConn>, UpstreamError> {
         let connect = tokio::net::TcpStream::connect(key.as_str());
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(Ok(s)) => s,
