@@ -375,7 +375,9 @@ fn scan_status(buf: &[u8]) -> Result<Option<(Version, StatusCode, usize)>, Clien
 
 fn headers_of(raw: &Bytes, lines: &[Line]) -> Result<HeaderMap, ClientError> {
     let bad = ClientError::Invalid;
-    let mut headers = HeaderMap::with_capacity(lines.len());
+    // Room for the two the proxy may add (release, `Connection: close`):
+    // growing a header map costs a new table and a rehash.
+    let mut headers = HeaderMap::with_capacity(lines.len() + 2);
     for l in lines {
         let name = &raw[l.name.0 as usize..l.name.1 as usize];
         let name = HeaderName::from_bytes(name).map_err(|_| bad("malformed header name"))?;

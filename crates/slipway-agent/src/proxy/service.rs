@@ -4,13 +4,14 @@
 //! upgraded connection. Failures are classified once (`errors::classify`)
 //! and answered by the agent itself.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Version};
 
 use super::Proxy;
@@ -68,8 +69,8 @@ pub async fn handle(
         Ok(r) => r,
         Err(e) => return Ok(fail(done, e, http1)),
     };
-    resp.headers_mut()
-        .insert(proxy.release_header.clone(), target.release_header.clone());
+    let (name, value) = release_header(&proxy.release_header, &target.release_header);
+    resp.headers_mut().insert(name, value);
     let status = resp.status();
     target.counters.count(status.as_u16());
     done.status = status.as_u16();
@@ -96,6 +97,32 @@ pub async fn handle(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     Ok(resp.map(|body| ProxyBody::upstream(body, done)))
+}
+
+thread_local! {
+    /// This proxy thread's own copies of the release header's name and its
+    /// last value: cloning the configured name or a target's value would
+    /// bump a reference count every proxy thread touches, per request.
+    static RELEASE: RefCell<Option<(HeaderName, HeaderValue)>> = const { RefCell::new(None) };
+}
+
+/// The release header to add, from this thread's copies (made anew when
+/// the release changes).
+fn release_header(name: &HeaderName, value: &HeaderValue) -> (HeaderName, HeaderValue) {
+    RELEASE.with_borrow_mut(|cached| {
+        if let Some((n, v)) = cached.as_ref()
+            && n == name
+            && v.as_bytes() == value.as_bytes()
+        {
+            return (n.clone(), v.clone());
+        }
+        let own = (
+            HeaderName::from_bytes(name.as_str().as_bytes()).unwrap_or_else(|_| name.clone()),
+            HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone()),
+        );
+        *cached = Some(own.clone());
+        own
+    })
 }
 
 /// Answer a failed request ourselves.
