@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::Limited;
 use hyper::body::{Body as _, Incoming};
@@ -22,6 +22,7 @@ use tokio::io::AsyncWriteExt as _;
 use tokio_util::sync::WaitForCancellationFuture;
 
 use super::client::{UpBody, UpConn};
+use super::deadline::Deadline;
 use super::errors::ProxyError;
 use super::pool::Pool;
 use crate::target::{InFlight, Target};
@@ -175,8 +176,9 @@ fn clean_response<B>(resp: &mut Response<B>) {
 const CUT_WATCH_AFTER: Duration = Duration::from_millis(20);
 
 /// Send over the pool, bounded by the upstream timeout and the target's
-/// drain cut. One timer serves both: it first fires at `CUT_WATCH_AFTER` to
-/// start watching the cut, then is moved to the timeout.
+/// drain cut. One coarse deadline (`deadline`, no tokio timer) serves both:
+/// it first passes at `CUT_WATCH_AFTER` to start watching the cut, then is
+/// moved to the timeout.
 async fn send_bounded(
     pool: &Arc<Pool>,
     timeout: Duration,
@@ -184,30 +186,39 @@ async fn send_bounded(
     target: &Target,
 ) -> Result<Response<UpBody>, ProxyError> {
     let send = pool.send(&target.authority, request);
-    let start = tokio::time::Instant::now();
-    let deadline = start + timeout;
-    let timer = tokio::time::sleep_until(deadline.min(start + CUT_WATCH_AFTER));
-    tokio::pin!(send, timer);
+    tokio::pin!(send);
+    let mut deadline = Deadline::default();
+    let mut start: Option<Instant> = None;
     let mut cut: Option<Pin<Box<WaitForCancellationFuture<'_>>>> = None;
     std::future::poll_fn(|cx| {
         if let Poll::Ready(r) = send.as_mut().poll(cx) {
             return Poll::Ready(r.map_err(ProxyError::from));
         }
-        loop {
-            if let Some(c) = cut.as_mut()
-                && c.as_mut().poll(cx).is_ready()
-            {
-                return Poll::Ready(Err(ProxyError::DrainCut));
-            }
-            if timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            if cut.is_some() || timer.deadline() >= deadline {
-                return Poll::Ready(Err(ProxyError::UpstreamTimeout(timeout)));
-            }
-            cut = Some(Box::pin(target.cut_token().cancelled()));
-            timer.as_mut().reset(deadline);
+        if let Some(c) = cut.as_mut()
+            && c.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Err(ProxyError::DrainCut));
         }
+        match start {
+            None => {
+                let now = Instant::now();
+                start = Some(now);
+                deadline.arm(now + CUT_WATCH_AFTER.min(timeout), cx);
+            }
+            Some(started) if deadline.passed(cx) => {
+                if cut.is_some() || CUT_WATCH_AFTER >= timeout {
+                    return Poll::Ready(Err(ProxyError::UpstreamTimeout(timeout)));
+                }
+                let mut c = Box::pin(target.cut_token().cancelled());
+                if c.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(ProxyError::DrainCut));
+                }
+                cut = Some(c);
+                deadline.arm(started + timeout, cx);
+            }
+            Some(_) => {}
+        }
+        Poll::Pending
     })
     .await
 }
