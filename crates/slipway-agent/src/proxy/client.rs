@@ -324,17 +324,14 @@ fn scan_headers(
             Some(_) => {}
         }
         let start = at;
-        let Some(colon) = buf[at..].iter().position(|&b| b == b':' || b == b'\n') else {
+        let Some(nl) = find_newline(&buf[at..]) else {
             return Ok(None);
+        };
+        let nl = at + nl;
+        let Some(colon) = buf[at..nl].iter().position(|&b| b == b':') else {
+            return Err(bad("header without a colon"));
         };
         let colon = at + colon;
-        if buf[colon] == b'\n' {
-            return Err(bad("header without a colon"));
-        }
-        let Some(nl) = buf[colon..].iter().position(|&b| b == b'\n') else {
-            return Ok(None);
-        };
-        let nl = colon + nl;
         let (mut vs, mut ve) = (colon + 1, nl);
         while vs < ve && matches!(buf[vs], b' ' | b'\t') {
             vs += 1;
@@ -353,10 +350,35 @@ fn scan_headers(
     }
 }
 
+/// The first `\n` in `s`, eight bytes at a time (a head is scanned for
+/// line ends byte by byte otherwise, the costliest part of reading it).
+fn find_newline(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = s.chunks_exact(8);
+    let mut at = 0;
+    for c in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(c);
+        // Bytes equal to `\n` become zero; the lowest zero byte is exact.
+        let x = u64::from_le_bytes(word) ^ (ONES * u64::from(b'\n'));
+        let zero = x.wrapping_sub(ONES) & !x & HIGH;
+        if zero != 0 {
+            return Some(at + (zero.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|p| at + p)
+}
+
 /// The status line: version, status, and where the headers start.
 fn scan_status(buf: &[u8]) -> Result<Option<(Version, StatusCode, usize)>, ClientError> {
     let bad = ClientError::Invalid;
-    let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+    let Some(nl) = find_newline(buf) else {
         return Ok(None);
     };
     let line = &buf[..nl];
@@ -796,6 +818,22 @@ mod tests {
         );
         let (st, v, hd) = h(b"HTTP/1.1 200 OK\r\ncontent-length: 1, 2\r\n\r\n");
         assert!(build_head(st, v, hd, false).is_err());
+    }
+
+    #[test]
+    fn newlines_are_found_at_every_offset() {
+        for len in 0..40 {
+            for nl in 0..=len {
+                let mut v = vec![b'a'; len];
+                v.extend_from_slice(&[0x8a, 0x0b, 0x09]);
+                if nl < len {
+                    v[nl] = b'\n';
+                    v[len - 1] = b'\n';
+                }
+                let expected = v.iter().position(|&b| b == b'\n');
+                assert_eq!(find_newline(&v), expected, "len {len} nl {nl}");
+            }
+        }
     }
 
     #[test]
