@@ -331,18 +331,28 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 fn append_forwarded_for(headers: &mut HeaderMap, peer: IpAddr) {
     let mut buf = [0u8; 64];
     let ip = ip_text(peer, &mut buf);
-    let value = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::to_str) {
-        Some(Ok(prior)) => {
+    // One lookup (the name is hashed byte by byte) for the read and the write.
+    match headers.entry(&X_FORWARDED_FOR) {
+        header::Entry::Occupied(mut e) => {
+            let Ok(prior) = e.get().to_str() else {
+                if let Ok(v) = HeaderValue::from_bytes(ip) {
+                    e.insert(v);
+                }
+                return;
+            };
             let mut v = Vec::with_capacity(prior.len() + 2 + ip.len());
             v.extend_from_slice(prior.as_bytes());
             v.extend_from_slice(b", ");
             v.extend_from_slice(ip);
-            HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
+            if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(v)) {
+                e.insert(v);
+            }
         }
-        None | Some(Err(_)) => HeaderValue::from_bytes(ip),
-    };
-    if let Ok(v) = value {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
+        header::Entry::Vacant(e) => {
+            if let Ok(v) = HeaderValue::from_bytes(ip) {
+                e.insert(v);
+            }
+        }
     }
 }
 
