@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -75,7 +75,14 @@ pub struct Pool {
     idle: Mutex<IdleMap>,
     max_idle_per_host: usize,
     closing: AtomicBool,
+    /// Recycles so far; every `SWEEP_EVERY`th sweeps the idle lists.
+    recycled: AtomicUsize,
 }
+
+/// No task watches idle connections, so one the upstream closed keeps its
+/// socket until it is taken (and skipped), or until a sweep every this many
+/// recycles drops it (connections of a replaced target are never taken).
+const SWEEP_EVERY: usize = 1024;
 
 impl Pool {
     pub fn new(max_idle_per_host: usize) -> Arc<Self> {
@@ -83,6 +90,7 @@ impl Pool {
             idle: Mutex::new(HashMap::default()),
             max_idle_per_host,
             closing: AtomicBool::new(false),
+            recycled: AtomicUsize::new(0),
         })
     }
 
@@ -106,6 +114,12 @@ impl Pool {
         };
         if list.len() < self.max_idle_per_host {
             list.push(conn);
+        }
+        if self.recycled.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            idle.retain(|_, list| {
+                list.retain(|c| c.is_reusable());
+                !list.is_empty()
+            });
         }
     }
 
@@ -166,5 +180,34 @@ impl Pool {
                 .map(|()| UpBody::new(conn, head.body, head.keep_alive)))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_sweep_drops_idle_connections_the_upstream_closed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let dead = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (closed, _) = listener.accept().await.expect("accept");
+        let live = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (_kept, _) = listener.accept().await.expect("accept");
+        drop(closed);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+
+        let pool = Pool::new(8);
+        let a: Authority = "a:1".parse().expect("authority");
+        let b: Authority = "b:1".parse().expect("authority");
+        pool.recycle(&a, UpConn::new(dead));
+        pool.recycled.store(SWEEP_EVERY - 1, Ordering::Relaxed);
+        pool.recycle(&b, UpConn::new(live));
+        let idle = pool.idle.lock().expect("lock");
+        assert!(!idle.contains_key("a:1"));
+        assert_eq!(idle.get("b:1").map(Vec::len), Some(1));
     }
 }
