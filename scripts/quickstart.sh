@@ -19,12 +19,16 @@ cd apps/events-server
 env_file=deploy/config/environments/.env.development
 if [ ! -f "$env_file" ]; then
   log "creating $env_file from its template with fresh random secrets (mode 600)"
-  umask 077
   secret() { head -c 48 /dev/urandom | base64 | tr -d '/+=\n' | head -c 48; }
-  sed -e "s/^POSTGRES_PASSWORD=CHANGE_ME/POSTGRES_PASSWORD=$(secret)/" \
-      -e "s/^JWT_SECRET=CHANGE_ME/JWT_SECRET=$(secret)/" \
-      -e "s/^ADMIN_API_KEY=CHANGE_ME/ADMIN_API_KEY=$(secret)/" \
-      "$env_file.example" > "$env_file"
+  # umask only in this subshell: later steps (the app's build) must not
+  # inherit it.
+  (
+    umask 077
+    sed -e "s/^POSTGRES_PASSWORD=CHANGE_ME/POSTGRES_PASSWORD=$(secret)/" \
+        -e "s/^JWT_SECRET=CHANGE_ME/JWT_SECRET=$(secret)/" \
+        -e "s/^ADMIN_API_KEY=CHANGE_ME/ADMIN_API_KEY=$(secret)/" \
+        "$env_file.example" > "$env_file"
+  )
   chmod 600 "$env_file"
 fi
 

@@ -38,11 +38,15 @@ if [ -z "$binary" ] || [ ! -x "$binary" ]; then
 fi
 
 rm -rf "$ctx/migrations"
-cp "$binary" "$ctx/events-server"
+# Explicit modes: the image runs as a non-root user, and a caller's umask
+# (077 is common for people who handle secrets) must not make the binary
+# or the migrations unreadable to it.
+install -m 0755 "$binary" "$ctx/events-server"
 # Debug symbols are not needed in the image and triple its size.
 strip "$ctx/events-server" 2>/dev/null || true
 cp -R "$app/migrations" "$ctx/migrations"
-cp "$here/Dockerfile" "$ctx/Dockerfile"
+chmod -R a+rX "$ctx/migrations"
+install -m 0644 "$here/Dockerfile" "$ctx/Dockerfile"
 
 printf 'staged %s (binary %s)\n' "$ctx" "$("$ctx/events-server" --version)" >&2
 printf '%s\n' "$ctx"
