@@ -301,98 +301,32 @@ struct Line {
     value: (u32, u32),
 }
 
-/// The header lines from `at` up to and including the blank line, in one
-/// pass: `Ok(None)` while the block is incomplete, else where it ends.
-fn scan_headers(
-    buf: &[u8],
-    mut at: usize,
-    lines: &mut [Line],
-) -> Result<Option<(usize, usize)>, ClientError> {
-    let bad = ClientError::Invalid;
-    let mut count = 0;
-    loop {
-        match buf.get(at) {
-            None => return Ok(None),
-            Some(b'\n') => return Ok(Some((at + 1, count))),
-            Some(b'\r') => {
-                return match buf.get(at + 1) {
-                    None => Ok(None),
-                    Some(b'\n') => Ok(Some((at + 2, count))),
-                    Some(_) => Err(bad("malformed line end")),
-                };
-            }
-            Some(_) => {}
-        }
-        let start = at;
-        let Some(nl) = find_newline(&buf[at..]) else {
-            return Ok(None);
-        };
-        let nl = at + nl;
-        let Some(colon) = buf[at..nl].iter().position(|&b| b == b':') else {
-            return Err(bad("header without a colon"));
-        };
-        let colon = at + colon;
-        let (mut vs, mut ve) = (colon + 1, nl);
-        while vs < ve && matches!(buf[vs], b' ' | b'\t') {
-            vs += 1;
-        }
-        while ve > vs && matches!(buf[ve - 1], b' ' | b'\t' | b'\r') {
-            ve -= 1;
-        }
-        let line = lines.get_mut(count).ok_or(bad("too many headers"))?;
+/// Where each parsed header's name and value sit in `buf` (httparse hands
+/// out slices of it), so the frozen head can be sliced without copying.
+fn locate(buf: &[u8], headers: &[httparse::Header<'_>], lines: &mut [Line]) -> usize {
+    let base = buf.as_ptr() as usize;
+    let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+    for (line, h) in lines.iter_mut().zip(headers) {
+        let name = offset(h.name.as_bytes());
+        let value = offset(h.value);
         // A head is bounded by MAX_HEAD, far below u32::MAX.
         *line = Line {
-            name: (start as u32, colon as u32),
-            value: (vs as u32, ve as u32),
+            name: (name, name + h.name.len() as u32),
+            value: (value, value + h.value.len() as u32),
         };
-        count += 1;
-        at = nl + 1;
     }
+    headers.len()
 }
 
-/// The first `\n` in `s`, eight bytes at a time (a head is scanned for
-/// line ends byte by byte otherwise, the costliest part of reading it).
-fn find_newline(s: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut chunks = s.chunks_exact(8);
-    let mut at = 0;
-    for c in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(c);
-        // Bytes equal to `\n` become zero; the lowest zero byte is exact.
-        let x = u64::from_le_bytes(word) ^ (ONES * u64::from(b'\n'));
-        let zero = x.wrapping_sub(ONES) & !x & HIGH;
-        if zero != 0 {
-            return Some(at + (zero.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == b'\n')
-        .map(|p| at + p)
-}
-
-/// The status line: version, status, and where the headers start.
-fn scan_status(buf: &[u8]) -> Result<Option<(Version, StatusCode, usize)>, ClientError> {
-    let bad = ClientError::Invalid;
-    let Some(nl) = find_newline(buf) else {
-        return Ok(None);
-    };
-    let line = &buf[..nl];
-    let version = match line.get(..9) {
-        Some(b"HTTP/1.1 ") => Version::HTTP_11,
-        Some(b"HTTP/1.0 ") => Version::HTTP_10,
-        _ => return Err(bad("not an HTTP/1 status line")),
-    };
-    let code = line.get(9..12).ok_or(bad("no status code"))?;
-    if line.get(12).is_some_and(|&b| !matches!(b, b' ' | b'\r')) {
-        return Err(bad("malformed status code"));
-    }
-    let status = StatusCode::from_bytes(code).map_err(|_| bad("malformed status code"))?;
-    Ok(Some((version, status, nl + 1)))
+fn invalid(e: httparse::Error) -> ClientError {
+    ClientError::Invalid(match e {
+        httparse::Error::TooManyHeaders => "too many headers",
+        httparse::Error::Version => "not an HTTP/1 status line",
+        httparse::Error::Status => "malformed status code",
+        httparse::Error::HeaderName => "malformed header name",
+        httparse::Error::HeaderValue => "malformed header value",
+        _ => "malformed response head",
+    })
 }
 
 fn headers_of(raw: &Bytes, lines: &[Line]) -> Result<HeaderMap, ClientError> {
@@ -413,22 +347,33 @@ fn headers_of(raw: &Bytes, lines: &[Line]) -> Result<HeaderMap, ClientError> {
 
 /// Take a complete head off the front of `buf`, if there is one.
 fn take_head(buf: &mut BytesMut) -> Result<Option<(StatusCode, Version, HeaderMap)>, ClientError> {
-    let Some((version, status, at)) = scan_status(buf)? else {
-        return Ok(None);
-    };
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut lines = [Line::default(); MAX_HEADERS];
-    let Some((end, count)) = scan_headers(buf, at, &mut lines)? else {
-        return Ok(None);
+    let mut response = httparse::Response::new(&mut slots);
+    let end = match response.parse(buf).map_err(invalid)? {
+        httparse::Status::Complete(end) => end,
+        httparse::Status::Partial => return Ok(None),
     };
+    let version = match response.version {
+        Some(1) => Version::HTTP_11,
+        _ => Version::HTTP_10,
+    };
+    let status = response
+        .code
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or(ClientError::Invalid("malformed status code"))?;
+    let count = locate(buf, response.headers, &mut lines);
     let raw = buf.split_to(end).freeze();
     Ok(Some((status, version, headers_of(&raw, &lines[..count])?)))
 }
 
 /// Take a complete trailer block off the front of `buf`, if there is one.
 fn take_trailers(buf: &mut BytesMut) -> Result<Option<HeaderMap>, ClientError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut lines = [Line::default(); MAX_HEADERS];
-    let Some((end, count)) = scan_headers(buf, 0, &mut lines)? else {
-        return Ok(None);
+    let (end, count) = match httparse::parse_headers(buf, &mut slots).map_err(invalid)? {
+        httparse::Status::Complete((end, headers)) => (end, locate(buf, headers, &mut lines)),
+        httparse::Status::Partial => return Ok(None),
     };
     let raw = buf.split_to(end).freeze();
     headers_of(&raw, &lines[..count]).map(Some)
@@ -634,21 +579,9 @@ impl Body for UpBody {
                         return this.fail("chunk not followed by CRLF");
                     }
                 }
-                BodyState::Chunked(Chunk::Size) => {
-                    if let Some(p) = conn.buf.iter().position(|&b| b == b'\n') {
-                        let line = conn.buf.split_to(p + 1);
-                        let digits = line[..].split(|&b| b == b';').next().unwrap_or(&[]);
-                        let digits = digits.trim_ascii();
-                        if digits.is_empty() || digits.len() > 15 {
-                            return this.fail("malformed chunk size");
-                        }
-                        let mut size = 0u64;
-                        for &b in digits {
-                            let Some(d) = (b as char).to_digit(16) else {
-                                return this.fail("malformed chunk size");
-                            };
-                            size = size * 16 + u64::from(d);
-                        }
+                BodyState::Chunked(Chunk::Size) => match httparse::parse_chunk_size(&conn.buf) {
+                    Ok(httparse::Status::Complete((end, size))) => {
+                        let _ = conn.buf.split_to(end);
                         this.state = BodyState::Chunked(if size == 0 {
                             Chunk::Trailers
                         } else {
@@ -656,10 +589,12 @@ impl Body for UpBody {
                         });
                         continue;
                     }
-                    if conn.buf.len() > 4096 {
+                    Ok(httparse::Status::Partial) if conn.buf.len() > 4096 => {
                         return this.fail("chunk size line too long");
                     }
-                }
+                    Ok(httparse::Status::Partial) => {}
+                    Err(_) => return this.fail("malformed chunk size"),
+                },
                 BodyState::Chunked(Chunk::Trailers) => match take_trailers(&mut conn.buf) {
                     Ok(Some(trailers)) => {
                         this.state = BodyState::Done;
@@ -818,22 +753,6 @@ mod tests {
         );
         let (st, v, hd) = h(b"HTTP/1.1 200 OK\r\ncontent-length: 1, 2\r\n\r\n");
         assert!(build_head(st, v, hd, false).is_err());
-    }
-
-    #[test]
-    fn newlines_are_found_at_every_offset() {
-        for len in 0..40 {
-            for nl in 0..=len {
-                let mut v = vec![b'a'; len];
-                v.extend_from_slice(&[0x8a, 0x0b, 0x09]);
-                if nl < len {
-                    v[nl] = b'\n';
-                    v[len - 1] = b'\n';
-                }
-                let expected = v.iter().position(|&b| b == b'\n');
-                assert_eq!(find_newline(&v), expected, "len {len} nl {nl}");
-            }
-        }
     }
 
     #[test]
