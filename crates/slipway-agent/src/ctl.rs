@@ -236,15 +236,8 @@ pub fn run(args: CtlArgs) -> u8 {
             return 2;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return 1;
-        }
+    let Some(runtime) = crate::small_runtime() else {
+        return 1;
     };
     match runtime.block_on(send(&args.socket, &request)) {
         Ok((line, response)) => {

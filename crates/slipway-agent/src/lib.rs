@@ -306,17 +306,20 @@ fn bind_listeners(args: &ServeArgs) -> anyhow::Result<handover::Listeners> {
     Ok(handover::Listeners { public, metrics })
 }
 
-/// `slipway-agent hold`: wait for SIGTERM or SIGINT, then exit 0.
-fn hold() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+/// A current-thread runtime for the short-lived subcommands (`ctl`, `hold`);
+/// `None` after saying why on stderr.
+pub(crate) fn small_runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+        .map_err(|e| eprintln!("error: cannot start the runtime: {e}"))
+        .ok()
+}
+
+/// `slipway-agent hold`: wait for SIGTERM or SIGINT, then exit 0.
+fn hold() -> ExitCode {
+    let Some(runtime) = small_runtime() else {
+        return ExitCode::from(1);
     };
     runtime.block_on(async {
         let stop = CancellationToken::new();

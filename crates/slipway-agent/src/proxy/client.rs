@@ -960,20 +960,25 @@ mod wire_tests {
         assert!(seen[1].contains("content-length: 3\r\n\r\nxyz"));
     }
 
-    #[tokio::test]
-    async fn a_closed_idle_connection_is_seen_and_an_early_close_is_an_error() {
-        let (addr, up) = scripted(vec![(
-            None,
-            vec![b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nab"],
-        )])
-        .await;
+    /// One GET to an upstream that answers with `pieces` once, then closes.
+    async fn get_once(
+        pieces: Vec<&'static [u8]>,
+    ) -> (UpBody, tokio::task::JoinHandle<Vec<String>>) {
+        let (addr, up) = scripted(vec![(None, pieces)]).await;
         let mut conn = UpConn::new(TcpStream::connect(addr).await.expect("connect"));
         let head = conn
             .send(&parts(Method::GET, "/"), ReqBody::None, &mut empty())
             .await
             .expect("send");
+        (UpBody::new(conn, head.body, head.keep_alive), up)
+    }
+
+    #[tokio::test]
+    async fn a_closed_idle_connection_is_seen_and_an_early_close_is_an_error() {
+        let (mut body, up) =
+            get_once(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nab"]).await;
         up.await.expect("upstream"); // closes after the first piece
-        let (mut body, mut got) = (UpBody::new(conn, head.body, head.keep_alive), Vec::new());
+        let mut got = Vec::new();
         let mut failed = false;
         while let Some(f) = body.frame().await {
             match f {
@@ -984,19 +989,8 @@ mod wire_tests {
         assert!(failed && got == b"ab");
         assert!(body.take_reusable().is_none());
 
-        let (addr, up) = scripted(vec![(
-            None,
-            vec![b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"],
-        )])
-        .await;
-        let mut conn = UpConn::new(TcpStream::connect(addr).await.expect("connect"));
-        let head = conn
-            .send(&parts(Method::GET, "/"), ReqBody::None, &mut empty())
-            .await
-            .expect("send");
-        let mut conn = UpBody::new(conn, head.body, head.keep_alive)
-            .take_reusable()
-            .expect("reusable");
+        let (mut body, up) = get_once(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"]).await;
+        let mut conn = body.take_reusable().expect("reusable");
         up.await.expect("upstream");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         assert!(!conn.is_reusable());
