@@ -131,12 +131,13 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // that would write the same ledger).
     let take_over = if args.take_over {
         let state_dir = args.state_dir.clone();
-        let t = tokio::task::spawn_blocking(move || handover::successor::connect(&state_dir))
-            .await
-            .context("take-over task")??;
+        let (t, handed) =
+            tokio::task::spawn_blocking(move || handover::successor::connect(&state_dir))
+                .await
+                .context("take-over task")??;
         tracing::info!(predecessor_pid = t.predecessor_pid, predecessor = %t.predecessor_version,
-            listeners = t.listeners.public.len(), "took the listening sockets of the serving agent");
-        Some(t)
+            listeners = handed.public.len(), "took the listening sockets of the serving agent");
+        Some((t, handed))
     } else {
         handover::predecessor::refuse_if_serving(&args.state_dir)?;
         None
@@ -144,7 +145,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = match ledger::Store::open(&args.state_dir, VERSION) {
         Ok(store) => store,
         Err(e) => {
-            if let Some(t) = take_over {
+            if let Some((t, _)) = take_over {
                 t.abort(&format!("{e}"));
             }
             return Err(e.into());
@@ -160,21 +161,19 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Ok(router) => Arc::new(router),
         Err(e) => {
             let message = format!("cannot restore routes from the ledger: {}", e.message);
-            if let Some(t) = take_over {
+            if let Some((t, _)) = take_over {
                 t.abort(&message);
             }
             anyhow::bail!(message);
         }
     };
 
-    let (listeners, gate) = match &take_over {
-        Some(t) => (
-            t.listeners
-                .duplicate()
-                .context("duplicating the handed-over sockets")?,
-            handover::gate::Gate::shut_for_take_over(t.predecessor_pid),
-        ),
-        None => (bind_listeners(&args)?, handover::gate::Gate::open()),
+    let (take_over, listeners, gate) = match take_over {
+        Some((t, handed)) => {
+            let gate = handover::gate::Gate::shut_for_take_over(t.predecessor_pid);
+            (Some(t), handed, gate)
+        }
+        None => (None, bind_listeners(&args)?, handover::gate::Gate::open()),
     };
     let kept = listeners
         .duplicate()

@@ -13,16 +13,15 @@ use super::Listeners;
 use super::wire::{self, Message, Receiver};
 use crate::Agent;
 
-/// What the predecessor handed over, before this agent says `ready`.
+/// The conversation with the predecessor, before this agent says `ready`.
 pub struct TakeOver {
     rx: Receiver,
     pub predecessor_pid: u32,
     pub predecessor_version: String,
-    pub listeners: Listeners,
 }
 
 /// Ask the agent serving from `state_dir` for its listeners.
-pub fn connect(state_dir: &Path) -> anyhow::Result<TakeOver> {
+pub fn connect(state_dir: &Path) -> anyhow::Result<(TakeOver, Listeners)> {
     let path = super::socket_path(state_dir);
     let stream = UnixStream::connect(&path).with_context(|| {
         format!(
@@ -69,15 +68,17 @@ pub fn connect(state_dir: &Path) -> anyhow::Result<TakeOver> {
     for l in fds.iter().chain(std::iter::once(&metrics)) {
         l.set_nonblocking(true)?;
     }
-    Ok(TakeOver {
-        rx,
-        predecessor_pid: pid,
-        predecessor_version: version,
-        listeners: Listeners {
+    Ok((
+        TakeOver {
+            rx,
+            predecessor_pid: pid,
+            predecessor_version: version,
+        },
+        Listeners {
             public: fds,
             metrics,
         },
-    })
+    ))
 }
 
 impl TakeOver {
