@@ -104,12 +104,31 @@ pub struct Provisioned {
     pub version: VersionInfo,
 }
 
-/// Whether a deploy should replace the running agent by its own build:
-/// when it runs another image, unless it is a newer version than this
-/// Slipway's (two operators with two Slipway versions must not downgrade
-/// each other's agent on every deploy; `slipway agent upgrade` still can).
-pub fn deploy_should_upgrade(p: &Provisioned, own_image: &str, own_version: &str) -> bool {
-    !p.legacy && p.image != own_image && !is_newer(&p.version.agent_version, own_version)
+/// What a deploy does about the running agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeployAgentPlan {
+    /// It runs this Slipway's image.
+    Keep,
+    /// It runs another build: replace it by this one's, without a gap.
+    Upgrade,
+    /// It is a newer version than this Slipway's: kept (two operators with
+    /// two Slipway versions must not downgrade each other's agent on every
+    /// deploy; `slipway agent upgrade` still can).
+    KeepNewer,
+    /// It publishes the port itself: only `agent upgrade --allow-gap` moves it.
+    Legacy,
+}
+
+pub fn deploy_agent_plan(p: &Provisioned, own_image: &str, own_version: &str) -> DeployAgentPlan {
+    if p.legacy {
+        DeployAgentPlan::Legacy
+    } else if p.image == own_image {
+        DeployAgentPlan::Keep
+    } else if is_newer(&p.version.agent_version, own_version) {
+        DeployAgentPlan::KeepNewer
+    } else {
+        DeployAgentPlan::Upgrade
+    }
 }
 
 /// `a > b` for dotted numeric versions (`0.10.0 > 0.9.3`); anything after a
@@ -155,9 +174,6 @@ pub async fn ensure(t: &Target, tools_image: &str) -> Result<Provisioned, StepEr
             inspect_required(t, &t.names.edge()).await?
         }
         None => {
-            t.engine
-                .ensure_volume(&t.names.agent_volume(), &t.names.labels("agent"))
-                .await?;
             t.engine.run(&edge_spec(t, tools_image)).await?;
             inspect_required(t, &t.names.edge()).await?
         }
@@ -205,24 +221,39 @@ async fn inspect_required(t: &Target, name: &str) -> Result<ContainerInfo, StepE
         .ok_or_else(|| StepError::new(format!("container {name} vanished right after its start")))
 }
 
-async fn wait_answering(agent: &AgentClient<'_>) -> Result<VersionInfo, StepError> {
+/// Poll the agent's `version` until `wanted` holds of it, for at most
+/// [`AGENT_START_WITHIN`]; `what` names the awaited state in the error.
+async fn wait_version(
+    agent: &AgentClient<'_>,
+    what: &str,
+    wanted: impl Fn(&VersionInfo) -> bool,
+) -> Result<VersionInfo, StepError> {
     let started = Instant::now();
     loop {
-        match agent.call(&AdminRequest::Version).await {
-            Ok(AdminResult::Version(v)) => return Ok(v),
-            Ok(other) => {
-                return Err(StepError::new(format!(
-                    "unexpected agent answer: {other:?}"
-                )));
-            }
-            Err(e) if started.elapsed() > AGENT_START_WITHIN => {
-                return Err(
-                    StepError::from(e).hint(format!("see `docker logs {}`", agent.container()))
-                );
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        let last = version_of(agent).await;
+        if let Ok(v) = &last
+            && wanted(v)
+        {
+            return last.map_err(StepError::from);
         }
+        if started.elapsed() > AGENT_START_WITHIN {
+            let error = match last {
+                Err(e) => StepError::from(e),
+                Ok(_) => StepError::new(format!(
+                    "the agent in {} did not become {what} within {} s",
+                    agent.container(),
+                    AGENT_START_WITHIN.as_secs()
+                )),
+            };
+            return Err(error.hint(format!("see `docker logs {}`", agent.container())));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Until the agent answers at all.
+async fn wait_answering(agent: &AgentClient<'_>) -> Result<VersionInfo, StepError> {
+    wait_version(agent, "reachable", |_| true).await
 }
 
 /// An upgrade interrupted (the CLI killed) leaves `-agent-next` and perhaps
@@ -481,21 +512,9 @@ async fn wait_taking_over(t: &Target, new: &AgentClient<'_>) -> Result<VersionIn
 }
 
 async fn wait_role(agent: &AgentClient<'_>, role: AgentRole) -> Result<(), StepError> {
-    let started = Instant::now();
-    loop {
-        match version_of(agent).await {
-            Ok(v) if v.role == role => return Ok(()),
-            _ if started.elapsed() > AGENT_START_WITHIN => {
-                return Err(StepError::new(format!(
-                    "the agent in {} did not become {role} within {} s",
-                    agent.container(),
-                    AGENT_START_WITHIN.as_secs()
-                ))
-                .hint(format!("see `docker logs {}`", agent.container())));
-            }
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
+    wait_version(agent, &role.to_string(), |v| v.role == role)
+        .await
+        .map(drop)
 }
 
 /// Remove the successor (stopping it lets its requests finish) and confirm
@@ -588,31 +607,42 @@ mod tests {
             },
         };
         let own = "slipway-tools:new";
-        assert!(deploy_should_upgrade(
-            &provisioned("slipway-tools:old", "0.1.0", false),
-            own,
-            "0.1.0"
-        ));
-        assert!(deploy_should_upgrade(
-            &provisioned("slipway-tools:old", "0.1.0", false),
-            own,
-            "0.2.0"
-        ));
-        assert!(!deploy_should_upgrade(
-            &provisioned(own, "0.1.0", false),
-            own,
-            "0.1.0"
-        ));
-        assert!(!deploy_should_upgrade(
-            &provisioned("slipway-tools:old", "0.10.0", false),
-            own,
-            "0.9.3"
-        ));
-        assert!(!deploy_should_upgrade(
-            &provisioned("slipway-tools:old", "0.1.0", true),
-            own,
-            "0.1.0"
-        ));
+        assert_eq!(
+            deploy_agent_plan(
+                &provisioned("slipway-tools:old", "0.1.0", false),
+                own,
+                "0.1.0"
+            ),
+            DeployAgentPlan::Upgrade
+        );
+        assert_eq!(
+            deploy_agent_plan(
+                &provisioned("slipway-tools:old", "0.1.0", false),
+                own,
+                "0.2.0"
+            ),
+            DeployAgentPlan::Upgrade
+        );
+        assert_eq!(
+            deploy_agent_plan(&provisioned(own, "0.1.0", false), own, "0.1.0"),
+            DeployAgentPlan::Keep
+        );
+        assert_eq!(
+            deploy_agent_plan(
+                &provisioned("slipway-tools:old", "0.10.0", false),
+                own,
+                "0.9.3"
+            ),
+            DeployAgentPlan::KeepNewer
+        );
+        assert_eq!(
+            deploy_agent_plan(
+                &provisioned("slipway-tools:old", "0.1.0", true),
+                own,
+                "0.1.0"
+            ),
+            DeployAgentPlan::Legacy
+        );
         assert!(is_newer("1.0.0", "0.99.99"));
         assert!(!is_newer("0.1.0-rc1", "0.1.0"));
     }

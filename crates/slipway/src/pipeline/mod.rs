@@ -226,22 +226,19 @@ async fn run(
             if agent.created { " (created)" } else { "" }
         ),
     );
-    if !agent.legacy
-        && agent.image != tools_image
-        && !agent::deploy_should_upgrade(&agent, &tools_image, env!("CARGO_PKG_VERSION"))
-    {
-        progress.note(&format!(
+    let agent_plan = agent::deploy_agent_plan(&agent, &tools_image, env!("CARGO_PKG_VERSION"));
+    match agent_plan {
+        agent::DeployAgentPlan::KeepNewer => progress.note(&format!(
             "the agent runs a newer Slipway's build ({}); kept. `slipway agent upgrade {}` \
              replaces it with this one's",
             agent.version.agent_version, t.config.environment
-        ));
-    }
-    if agent.legacy {
-        progress.note(&format!(
+        )),
+        agent::DeployAgentPlan::Legacy => progress.note(&format!(
             "the agent predates gap-free upgrades (it publishes the port itself); run \
              `slipway agent upgrade {} --allow-gap` once at a quiet moment",
             t.config.environment
-        ));
+        )),
+        agent::DeployAgentPlan::Keep | agent::DeployAgentPlan::Upgrade => {}
     }
     let s = Instant::now();
     let held = lock::acquire(t, &state.id).await.map_err(at("lock"))?;
@@ -288,7 +285,7 @@ async fn run(
 
     // 3b. An agent from another Slipway build is replaced by this one's,
     // under the lock, before this deploy's switch (no traffic gap).
-    if agent::deploy_should_upgrade(&agent, &tools_image, env!("CARGO_PKG_VERSION")) {
+    if agent_plan == agent::DeployAgentPlan::Upgrade {
         let s = Instant::now();
         let upgraded = agent::upgrade(t, &tools_image, false, &|l: &str| tracing::info!("{l}"))
             .await
