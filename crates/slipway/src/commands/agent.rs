@@ -1,7 +1,7 @@
 //! `slipway agent status|upgrade <env>`.
 
 use serde_json::{Value, json};
-use slipway_core::admin::{AdminRequest, AdminResult, AppArgs, RouteStatus, VersionInfo};
+use slipway_core::admin::{AdminRequest, AdminResult, RouteStatus};
 
 use super::{block_on, connect, step_error};
 use crate::cli::{AgentCommand, AgentUpgradeArgs, GlobalArgs};
@@ -51,31 +51,16 @@ fn status(env: &str, global: &GlobalArgs, printer: &Printer) -> Result<(), CliEr
         let edge = t.engine.inspect(&t.names.edge()).await;
         let unavailable =
             |e: crate::providers::docker::AgentError| step_error(Exit::Unavailable, e.into());
-        let version: VersionInfo = match t.agent_call(AdminRequest::Version).await {
-            Ok(AdminResult::Version(v)) => v,
-            Ok(other) => {
-                return Err(CliError::new(
-                    Exit::Failed,
-                    format!("unexpected answer {other:?}"),
-                ));
-            }
-            Err(e) => return Err(unavailable(e)),
-        };
+        let version = agent::version_of(&t.agent()).await.map_err(unavailable)?;
         let routes: Vec<RouteStatus> = match t.agent_call(AdminRequest::Routes).await {
             Ok(AdminResult::Routes { routes }) => routes,
             Ok(_) => Vec::new(),
             Err(e) => return Err(unavailable(e)),
         };
-        let ledger = match t
-            .agent_call(AdminRequest::State(AppArgs {
-                app: t.names.route(),
-            }))
+        let ledger = t
+            .ledger()
             .await
-        {
-            Ok(AdminResult::State { state }) => Some(*state),
-            Ok(_) => None,
-            Err(e) => return Err(unavailable(e)),
-        };
+            .map_err(|e| step_error(Exit::Unavailable, e))?;
         // What this Slipway would run; unknown if its agent binary is missing.
         let expected = tasks::tools_image_tag().await.ok();
         let up_to_date = expected.as_deref().map(|e| e == container.image);

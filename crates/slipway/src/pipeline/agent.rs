@@ -340,7 +340,8 @@ pub fn ledger_essentials(state: &Value) -> Value {
     state
 }
 
-async fn version_of(agent: &AgentClient<'_>) -> Result<VersionInfo, AgentError> {
+/// The agent's `version` answer.
+pub async fn version_of(agent: &AgentClient<'_>) -> Result<VersionInfo, AgentError> {
     match agent.call(&AdminRequest::Version).await? {
         AdminResult::Version(v) => Ok(v),
         other => Err(AgentError::Unreachable {
