@@ -240,6 +240,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             release_header: release_header.clone(),
             access_log: access_log.clone(),
             unrouted: metrics.app(""),
+            closing: std::sync::atomic::AtomicBool::new(false),
         };
         let serve_cfg = proxy::ServeConfig {
             idle_timeout: Duration::from_millis(args.idle_timeout_ms),

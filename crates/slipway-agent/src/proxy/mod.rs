@@ -19,6 +19,7 @@ pub mod service;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hyper::Request;
@@ -45,6 +46,15 @@ pub struct Proxy {
     pub access_log: Option<Arc<AccessLog>>,
     /// Metrics bucket for requests that matched no app.
     pub unrouted: Arc<AppMetrics>,
+    /// Set once this proxy thread stops accepting: HTTP/1 responses then say
+    /// `Connection: close` (see [`serve`]).
+    pub closing: AtomicBool,
+}
+
+impl Proxy {
+    pub fn closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
 }
 
 /// Bind with `SO_REUSEADDR` + `SO_REUSEPORT`: two agents (old and new, during
@@ -131,7 +141,7 @@ pub async fn serve(
     // busy keep-alive client reconnects (to the successor, which accepts on
     // the same socket) between requests instead of finding its connection
     // closed under a request it just sent.
-    proxy.pool.set_closing();
+    proxy.closing.store(true, Ordering::Relaxed);
     tracing::info!(
         connections = graceful.count(),
         "stopped accepting; letting open connections finish"

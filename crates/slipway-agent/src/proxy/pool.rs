@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -69,12 +69,10 @@ impl Hasher for FxHasher {
 
 type IdleMap = HashMap<Box<str>, Vec<Box<UpConn>>, BuildHasherDefault<FxHasher>>;
 
-/// The upstream side of one proxy thread: its idle connections, and
-/// whether the thread has stopped accepting.
+/// The upstream side of one proxy thread: its idle connections.
 pub struct Pool {
     idle: Mutex<IdleMap>,
     max_idle_per_host: usize,
-    closing: AtomicBool,
     /// Recycles so far; every `SWEEP_EVERY`th sweeps the idle lists.
     recycled: AtomicUsize,
 }
@@ -89,19 +87,8 @@ impl Pool {
         Arc::new(Self {
             idle: Mutex::new(HashMap::default()),
             max_idle_per_host,
-            closing: AtomicBool::new(false),
             recycled: AtomicUsize::new(0),
         })
-    }
-
-    /// Set once this proxy thread stops accepting: HTTP/1 responses then
-    /// say `Connection: close`.
-    pub fn set_closing(&self) {
-        self.closing.store(true, Ordering::Relaxed);
-    }
-
-    pub fn closing(&self) -> bool {
-        self.closing.load(Ordering::Relaxed)
     }
 
     /// Give back a connection (to `key`, the target it was taken for)

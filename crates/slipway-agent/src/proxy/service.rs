@@ -89,7 +89,7 @@ pub async fn handle(
         drop(done);
         return Ok(resp.map(|_| ProxyBody::empty()));
     }
-    if http1 && proxy.pool.closing() {
+    if http1 && proxy.closing() {
         // This agent stopped accepting: a busy keep-alive client reconnects
         // (to the successor) between requests instead of finding its
         // connection closed under a request it just sent.
@@ -168,7 +168,7 @@ fn fail(mut done: Finish, e: ProxyError, http1: bool) -> Response<ProxyBody> {
     if let Some(secs) = retry_after {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
-    if http1 && done.proxy.pool.closing() {
+    if http1 && done.proxy.closing() {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
