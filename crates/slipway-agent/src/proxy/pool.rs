@@ -7,7 +7,6 @@
 //! when that is safe (no body, idempotent method).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,44 +29,11 @@ pub enum UpstreamError {
     Http(#[from] ClientError),
 }
 
-/// The pool is looked up twice per request with a short key: a multiply
-/// hash (FxHash) instead of SipHash, which costs more than the lookup. Keys
-/// are the targets' `host:port` text compared as bytes (`Authority`'s own
+/// The pool is looked up twice per request with a short key: FxHash
+/// instead of SipHash, which costs more than the lookup. Keys are the
+/// targets' `host:port` text compared as bytes (`Authority`'s own
 /// `Hash`/`Eq` go byte by byte, case-folded, and cost ten times more).
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(c);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-        for &b in chunks.remainder() {
-            self.write_u8(b);
-        }
-    }
-
-    fn write_u8(&mut self, b: u8) {
-        self.write_u64(u64::from(b));
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type IdleMap = HashMap<Box<str>, Vec<Box<UpConn>>, BuildHasherDefault<FxHasher>>;
+type IdleMap = HashMap<Box<str>, Vec<Box<UpConn>>, rustc_hash::FxBuildHasher>;
 
 /// The upstream side of one proxy thread: its idle connections.
 pub struct Pool {
