@@ -23,9 +23,7 @@ struct Entry {
 
 #[derive(Default)]
 struct List {
-    entries: Vec<Option<Entry>>,
-    free: Vec<usize>,
-    live: usize,
+    entries: slab::Slab<Entry>,
     ticking: bool,
 }
 
@@ -50,21 +48,8 @@ impl Deadline {
                 fired: false,
             };
             match self.key {
-                Some(k) => list.entries[k] = Some(entry),
-                None => {
-                    let k = match list.free.pop() {
-                        Some(k) => {
-                            list.entries[k] = Some(entry);
-                            k
-                        }
-                        None => {
-                            list.entries.push(Some(entry));
-                            list.entries.len() - 1
-                        }
-                    };
-                    list.live += 1;
-                    self.key = Some(k);
-                }
+                Some(k) => list.entries[k] = entry,
+                None => self.key = Some(list.entries.insert(entry)),
             }
             if !list.ticking {
                 list.ticking = true;
@@ -78,7 +63,7 @@ impl Deadline {
         let Some(k) = self.key else {
             return false;
         };
-        LIST.with_borrow_mut(|list| match &mut list.entries[k] {
+        LIST.with_borrow_mut(|list| match list.entries.get_mut(k) {
             Some(e) if e.fired => true,
             Some(e) => {
                 if !e.waker.will_wake(cx.waker()) {
@@ -96,10 +81,7 @@ impl Drop for Deadline {
         if let Some(k) = self.key.take() {
             // The thread-local is gone only at thread exit.
             let _ = LIST.try_with(|list| {
-                let mut list = list.borrow_mut();
-                list.entries[k] = None;
-                list.free.push(k);
-                list.live -= 1;
+                list.borrow_mut().entries.remove(k);
             });
         }
     }
@@ -115,16 +97,15 @@ async fn tick() {
         let now = Instant::now();
         let mut due = Vec::new();
         let idle = LIST.with_borrow_mut(|list| {
-            for e in list.entries.iter_mut().flatten() {
+            for (_, e) in list.entries.iter_mut() {
                 if !e.fired && e.at <= now {
                     e.fired = true;
                     due.push(e.waker.clone());
                 }
             }
-            if list.live == 0 {
+            if list.entries.is_empty() {
                 list.ticking = false;
                 list.entries.clear();
-                list.free.clear();
                 true
             } else {
                 false
@@ -160,6 +141,6 @@ mod tests {
         .await;
         assert!(started.elapsed() >= Duration::from_millis(30));
         drop(d);
-        LIST.with_borrow(|l| assert_eq!(l.live, 0));
+        LIST.with_borrow(|l| assert_eq!(l.entries.len(), 0));
     }
 }
