@@ -303,14 +303,16 @@ pub struct MigrateForceArgs {
 #[command(
     after_help = "Snapshots are taken next to the database (pg_dump inside the database container, or a one-off \
 container of database.image for an external database) and streamed to database.snapshots.dir on the machine \
-running slipway (for a remote engine: this machine, not the server).\n\
+running slipway (for a remote engine: this machine, not the server), in <dir>/<app>/<environment>/, files mode 600 in \
+directories mode 700. Each environment lists, prunes and restores only its own snapshots; snapshots from before \
+snapshots had owners (directly in <dir>) are shown as unowned and never picked as `latest`.\n\
 Exit codes: 0 ok; 1 failed; 2 bad input; 3 confirmation refused; 4 database or engine unreachable."
 )]
 pub enum SnapshotCommand {
     /// Take a verified snapshot now, then delete snapshots past the retention (never the newest)
     Create(SnapshotCreateArgs),
-    /// The snapshots in database.snapshots.dir, newest first
-    List(EnvArg),
+    /// This environment's snapshots, newest first (and any without an owner)
+    List(SnapshotListArgs),
     /// Restore a snapshot into the environment's database, in one transaction (asks for confirmation)
     Restore(SnapshotRestoreArgs),
     /// Delete snapshots past the retention (database.snapshots.retention_days), never the newest
@@ -327,13 +329,33 @@ pub struct SnapshotCreateArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct SnapshotRestoreArgs {
+pub struct SnapshotListArgs {
     /// Environment name (e.g. production)
+    pub env: String,
+    /// Every snapshot in database.snapshots.dir, of every app and environment
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+slipway snapshot restore production latest\n  \
+slipway snapshot restore production events_production_events_20250301T120000Z_a1b2c3d4e5f6.dump\n  \
+slipway snapshot restore staging latest --from-environment production   # production's data into staging")]
+pub struct SnapshotRestoreArgs {
+    /// Environment name (e.g. production): the database that is replaced
     #[arg(value_name = "ENV")]
     pub env: String,
     /// Snapshot file name from `slipway snapshot list` (or a path, or `latest`); the two may come in either order
     #[arg(value_name = "SNAPSHOT")]
     pub snapshot: String,
+    /// Restore a snapshot of this other environment (of the same app, unless --from-app); without it, a snapshot
+    /// of another environment is refused
+    #[arg(long, value_name = "ENV")]
+    pub from_environment: Option<String>,
+    /// Restore a snapshot of this other app (with --from-environment, or its environment of the same name)
+    #[arg(long, value_name = "APP")]
+    pub from_app: Option<String>,
     /// Do not ask for confirmation (required when stdin is not a terminal)
     #[arg(long, short)]
     pub yes: bool,

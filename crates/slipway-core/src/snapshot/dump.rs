@@ -15,6 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::error::SnapshotError;
 use super::naming::{PARTIAL_SUFFIX, SnapshotName};
+use super::owner::Owner;
+use super::private_dir;
 use super::probe;
 use super::retention::{DEFAULT_RETENTION, expires_at};
 use super::sidecar::{SIDECAR_FORMAT, Sidecar, sync_dir};
@@ -30,8 +32,12 @@ pub const DEFAULT_COMPRESSION: &str = "6";
 /// How to take a snapshot.
 #[derive(Debug, Clone)]
 pub struct CreateOptions {
-    /// Directory the dump and its sidecar go to (created if missing).
+    /// Directory the dump and its sidecar go to (created 700 if missing,
+    /// tightened or refused if others may read it): the owner's directory
+    /// (see [`Owner::dir`]) when there is an owner.
     pub dir: PathBuf,
+    /// Whose database this is: recorded in the file name and the sidecar.
+    pub owner: Option<Owner>,
     /// Commit label in the file name (see [`super::naming::commit_label`]).
     pub commit: String,
     /// Why: `pre-deploy`, `manual`, ...
@@ -53,6 +59,7 @@ impl CreateOptions {
     ) -> Self {
         Self {
             dir: dir.into(),
+            owner: None,
             commit: commit.into(),
             reason: reason.into(),
             release: None,
@@ -85,11 +92,11 @@ pub async fn create(
     let started = Instant::now();
     let conn = PgConn::from_url(url)?;
     let taken_at = opts.now.unwrap_or_else(OffsetDateTime::now_utc);
-    let name = SnapshotName::new(&conn.dbname, taken_at, &opts.commit)?;
-    fs_err::create_dir_all(&opts.dir).map_err(|source| SnapshotError::Io {
-        doing: "creating the snapshot directory".into(),
-        source,
-    })?;
+    let mut name = SnapshotName::new(&conn.dbname, taken_at, &opts.commit)?;
+    if let Some(owner) = &opts.owner {
+        name = name.owned_by(owner.clone());
+    }
+    private_dir::ensure(&opts.dir)?;
     let path = opts.dir.join(name.file_name());
     let sidecar_path = opts.dir.join(name.sidecar_name());
     if path.exists() {
@@ -132,6 +139,8 @@ pub async fn create(
     let sidecar = Sidecar {
         format: SIDECAR_FORMAT,
         file: name.file_name(),
+        app: opts.owner.as_ref().map(|o| o.app.clone()),
+        environment: opts.owner.as_ref().map(|o| o.environment.clone()),
         database: conn.dbname.clone(),
         reason: opts.reason.clone(),
         release: opts.release.clone(),
@@ -180,9 +189,7 @@ async fn dump_to(
             source,
         }
     };
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
+    let file = private_dir::new_file_options()
         .open(path)
         .map_err(io("creating the dump file"))?;
     let mut child = spawn(site.command(

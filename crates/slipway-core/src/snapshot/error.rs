@@ -62,6 +62,12 @@ pub enum SnapshotError {
     )]
     Exists { path: PathBuf },
 
+    #[error(
+        "snapshot directory `{}` can be read or written by other users (mode {mode}) and this user cannot tighten it. Snapshots hold the whole database: run `chmod 700 {}` as its owner, or set database.snapshots.dir to a directory of your own",
+        path.display(), path.display()
+    )]
+    UnsafeDirectory { path: PathBuf, mode: String },
+
     #[error("snapshot file `{}` does not exist. `slipway snapshot list` shows the available ones", path.display())]
     NotFound { path: PathBuf },
 }

@@ -13,7 +13,10 @@
 //! # let _ = report; Ok(()) }
 //! ```
 //!
-//! - [`naming`]: `{db}_{YYYYMMDDTHHMMSSZ}_{commit}.dump` and back.
+//! - [`owner`]: whose snapshot it is (app and environment), and where its
+//!   directory is (`<dir>/<app>/<environment>/`).
+//! - [`naming`]: `{app}_{env}_{db}_{YYYYMMDDTHHMMSSZ}_{commit}.dump` and back.
+//! - [`private_dir`]: files 600, directories 700 (they hold the whole database).
 //! - [`retention`]: which snapshots expire (pure, clock injected).
 //! - [`sidecar`]: the `{name}.json` beside each dump, written atomically.
 //! - [`site`]: where the tools run ([`DumpSite`]); the only code using Docker.
@@ -24,6 +27,8 @@
 pub mod dump;
 pub mod error;
 pub mod naming;
+pub mod owner;
+pub mod private_dir;
 pub mod probe;
 pub mod restore;
 pub mod retention;
@@ -34,8 +39,11 @@ pub mod store;
 pub use dump::{CreateOptions, DEFAULT_COMPRESSION, Snapshot, create};
 pub use error::SnapshotError;
 pub use naming::{SnapshotName, commit_label};
+pub use owner::Owner;
 pub use restore::{RestoreOptions, RestoreReport, restore};
 pub use retention::{DEFAULT_RETENTION, expired};
 pub use sidecar::Sidecar;
 pub use site::DumpSite;
-pub use store::{PruneReport, SnapshotEntry, latest, list, prune};
+pub use store::{
+    Listing, PruneReport, SnapshotEntry, identify, latest, list, list_all, prepare, prune,
+};

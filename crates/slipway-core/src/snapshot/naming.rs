@@ -1,15 +1,22 @@
-//! Snapshot file names: `{db}_{YYYYMMDDTHHMMSSZ}_{commit}.dump`, and back.
+//! Snapshot file names, and back:
+//! `{app}_{env}_{db}_{YYYYMMDDTHHMMSSZ}_{commit}.dump` for a snapshot with an
+//! owner (see [`super::owner`]), `{db}_{YYYYMMDDTHHMMSSZ}_{commit}.dump` for
+//! those taken before snapshots had owners.
 //!
-//! The name alone carries what listing and retention need (database, UTC
-//! time, commit), so a snapshot whose sidecar was lost is still usable.
-//! Database names may contain `_`, so parsing works from the right: the
-//! commit label is restricted to characters without `_`.
+//! The name alone carries what listing and retention need (owner, database,
+//! UTC time, commit), so a snapshot whose sidecar was lost is still usable.
+//! Database names may contain `_`, so the database is what remains after the
+//! owner is split off the left and the time and commit off the right (owner
+//! parts and the commit label never contain `_`). Which of the two forms a
+//! name is in is the caller's knowledge (where the file lies), not guessed:
+//! `a_b_c_{time}_{commit}` is a valid name in both.
 
 use time::format_description::FormatItem;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 use super::error::SnapshotError;
+use super::owner::Owner;
 
 /// Extension of a finished dump.
 pub const DUMP_EXTENSION: &str = ".dump";
@@ -24,6 +31,8 @@ const TIMESTAMP: &[FormatItem<'static>] =
 /// A snapshot's identity, as encoded in its file name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct SnapshotName {
+    /// `None` for snapshots taken before snapshots had owners.
+    pub owner: Option<Owner>,
     pub database: String,
     /// UTC, whole seconds.
     #[serde(with = "time::serde::rfc3339")]
@@ -44,33 +53,62 @@ impl SnapshotName {
         let utc = taken_at.to_offset(UtcOffset::UTC);
         let taken_at = utc.replace_nanosecond(0).unwrap_or(utc);
         Ok(Self {
+            owner: None,
             database: database.to_string(),
             taken_at,
             commit: commit.to_string(),
         })
     }
 
-    /// `{db}_{timestamp}_{commit}` without extension.
+    /// The same name, owned by `owner`.
+    pub fn owned_by(mut self, owner: Owner) -> Self {
+        self.owner = Some(owner);
+        self
+    }
+
+    /// `[{app}_{env}_]{db}_{timestamp}_{commit}` without extension.
     pub fn stem(&self) -> String {
         format!(
-            "{}_{}_{}",
+            "{}{}_{}_{}",
+            self.owner
+                .as_ref()
+                .map(Owner::name_prefix)
+                .unwrap_or_default(),
             self.database,
             format_timestamp(self.taken_at),
             self.commit
         )
     }
 
-    /// `{db}_{timestamp}_{commit}.dump`.
+    /// The stem with `.dump`.
     pub fn file_name(&self) -> String {
         format!("{}{DUMP_EXTENSION}", self.stem())
     }
 
-    /// `{db}_{timestamp}_{commit}.json`.
+    /// The stem with `.json`.
     pub fn sidecar_name(&self) -> String {
         format!("{}{SIDECAR_EXTENSION}", self.stem())
     }
 
-    /// Parses a `.dump` file name back.
+    /// Parses an owned `{app}_{env}_{db}_{timestamp}_{commit}.dump` name.
+    pub fn parse_owned(file_name: &str) -> Result<Self, SnapshotError> {
+        let (owner, rest) =
+            Owner::split_prefix(file_name).ok_or_else(|| SnapshotError::InvalidName {
+                name: file_name.to_string(),
+                reason: "expected `{app}_{environment}_{db}_{YYYYMMDDTHHMMSSZ}_{commit}.dump`"
+                    .into(),
+            })?;
+        let name = Self::parse(rest).map_err(|e| match e {
+            SnapshotError::InvalidName { reason, .. } => SnapshotError::InvalidName {
+                name: file_name.to_string(),
+                reason,
+            },
+            other => other,
+        })?;
+        Ok(name.owned_by(owner))
+    }
+
+    /// Parses a `{db}_{timestamp}_{commit}.dump` name (no owner) back.
     pub fn parse(file_name: &str) -> Result<Self, SnapshotError> {
         let invalid = |reason: &str| SnapshotError::InvalidName {
             name: file_name.to_string(),
@@ -194,6 +232,31 @@ mod tests {
         let back = SnapshotName::parse(&n.file_name()).expect("parses back");
         assert_eq!(back, n);
         assert_eq!(back.taken_at, datetime!(2025-03-09 07:05:03 UTC));
+    }
+
+    #[test]
+    fn owned_name_round_trips_and_carries_the_owner_first() {
+        let owner = Owner::new("events", "staging").expect("valid");
+        let n = SnapshotName::new("togather_db", datetime!(2025-03-09 07:05:03 UTC), "a1b2")
+            .expect("valid")
+            .owned_by(owner.clone());
+        assert_eq!(
+            n.file_name(),
+            "events_staging_togather_db_20250309T070503Z_a1b2.dump"
+        );
+        assert_eq!(
+            n.sidecar_name(),
+            "events_staging_togather_db_20250309T070503Z_a1b2.json"
+        );
+        let back = SnapshotName::parse_owned(&n.file_name()).expect("parses back");
+        assert_eq!(back, n);
+        assert_eq!(back.owner, Some(owner));
+        // The same text read as an unowned name is a different database.
+        let legacy = SnapshotName::parse(&n.file_name()).expect("valid legacy form too");
+        assert_eq!(legacy.owner, None);
+        assert_eq!(legacy.database, "events_staging_togather_db");
+        // An unowned name has no owner to split off.
+        assert!(SnapshotName::parse_owned("events_20250309T070503Z_a1b2.dump").is_err());
     }
 
     #[test]

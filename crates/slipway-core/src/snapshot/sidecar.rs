@@ -10,15 +10,24 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::error::SnapshotError;
+use super::owner::Owner;
+use super::private_dir;
 
-/// Version of the sidecar's shape, for readers of older files.
-pub const SIDECAR_FORMAT: u32 = 1;
+/// Version of the sidecar's shape, for readers of older files. 2 added the
+/// owner (`app`, `environment`).
+pub const SIDECAR_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sidecar {
     pub format: u32,
     /// The dump file this describes (its name, not a path).
     pub file: String,
+    /// The app and environment whose database this is; absent in sidecars
+    /// written before snapshots had owners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
     pub database: String,
     /// Why it was taken: `pre-deploy`, `manual`, ...
     pub reason: String,
@@ -41,6 +50,11 @@ pub struct Sidecar {
 }
 
 impl Sidecar {
+    /// The owner it records, if it records a valid one.
+    pub fn owner(&self) -> Option<Owner> {
+        Owner::new(self.app.as_deref()?, self.environment.as_deref()?).ok()
+    }
+
     pub fn read(path: &Path) -> Result<Self, SnapshotError> {
         let text = fs_err::read_to_string(path).map_err(|source| SnapshotError::Io {
             doing: "reading the snapshot sidecar".into(),
@@ -77,7 +91,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
         .unwrap_or_else(|| "sidecar".into());
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut f = fs_err::File::create(&tmp).map_err(io("creating a temporary sidecar"))?;
+        let mut f = private_dir::new_file_options()
+            .open(&tmp)
+            .map_err(io("creating a temporary sidecar"))?;
         f.write_all(bytes).map_err(io("writing the sidecar"))?;
         f.sync_all().map_err(io("syncing the sidecar"))?;
         drop(f);
@@ -109,6 +125,8 @@ mod tests {
         Sidecar {
             format: SIDECAR_FORMAT,
             file: "app_20250101T000000Z_abc.dump".into(),
+            app: Some("events".into()),
+            environment: Some("staging".into()),
             database: "app".into(),
             reason: "pre-deploy".into(),
             release: Some("v1.2.0".into()),
@@ -140,6 +158,24 @@ mod tests {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, vec!["app_20250101T000000Z_abc.json".to_string()]);
+    }
+
+    #[test]
+    fn sidecars_without_an_owner_still_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.json");
+        let mut old = serde_json::to_value(sample()).expect("json");
+        let map = old.as_object_mut().expect("object");
+        map.remove("app");
+        map.remove("environment");
+        map.insert("format".into(), 1.into());
+        write_atomic(&path, old.to_string().as_bytes()).expect("write");
+        let read = Sidecar::read(&path).expect("format 1 reads");
+        assert_eq!(read.owner(), None);
+        assert_eq!(
+            sample().owner(),
+            Some(Owner::new("events", "staging").expect("valid"))
+        );
     }
 
     #[test]

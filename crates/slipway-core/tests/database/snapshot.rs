@@ -8,7 +8,7 @@ use std::time::Duration;
 use slipway_core::migrate::{MigrationSet, Runner, RunnerOptions};
 use slipway_core::secret::Secret;
 use slipway_core::snapshot::{
-    self, CreateOptions, DumpSite, RestoreOptions, Sidecar, SnapshotError,
+    self, CreateOptions, DumpSite, Owner, RestoreOptions, Sidecar, SnapshotError,
 };
 use time::macros::datetime;
 
@@ -49,9 +49,12 @@ async fn seed(db: &TestDb) -> Runner {
 async fn snapshot_drop_a_table_restore_and_the_data_is_back() {
     let db = test_db("snap_roundtrip");
     let mut runner = seed(&db).await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let root = tempfile::tempdir().expect("tempdir");
+    let owner = Owner::new("events", "staging").expect("owner");
+    let (dir, _) = snapshot::prepare(root.path(), &owner).expect("prepare");
     let site = DumpSite::container(db.pg.container_name());
-    let mut opts = CreateOptions::new(dir.path(), "abc1234", "pre-deploy");
+    let mut opts = CreateOptions::new(&dir, "abc1234", "pre-deploy");
+    opts.owner = Some(owner.clone());
     opts.release = Some("v1.4.0".into());
     opts.retention = Duration::from_secs(3600);
 
@@ -60,7 +63,9 @@ async fn snapshot_drop_a_table_restore_and_the_data_is_back() {
         .expect("create");
     assert!(snap.path.is_file());
     assert!(
-        snap.name.file_name().starts_with(&format!("{}_", db.name))
+        snap.name
+            .file_name()
+            .starts_with(&format!("events_staging_{}_", db.name))
             && snap.name.file_name().ends_with("_abc1234.dump"),
         "{}",
         snap.name.file_name()
@@ -70,6 +75,15 @@ async fn snapshot_drop_a_table_restore_and_the_data_is_back() {
     assert_eq!(sidecar, snap.sidecar);
     assert_eq!(sidecar.schema_version, Some(2));
     assert_eq!(sidecar.release.as_deref(), Some("v1.4.0"));
+    assert_eq!(sidecar.owner(), Some(owner.clone()));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in [&snap.path, &snap.sidecar_path] {
+            let mode = fs_err::metadata(f).expect("stat").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} is the whole database", f.display());
+        }
+    }
     assert_eq!(
         sidecar.expires_at - sidecar.created_at,
         time::Duration::hours(1)
@@ -81,8 +95,18 @@ async fn snapshot_drop_a_table_restore_and_the_data_is_back() {
         slipway_core::migrate::source::checksum(&bytes)
     );
     assert!(bytes.starts_with(b"PGDMP"), "custom-format archive");
-    let listed = snapshot::list(dir.path()).expect("list");
+    let listed = snapshot::list(root.path(), &owner).expect("list").own;
     assert_eq!(listed.len(), 1);
+    assert!(
+        snapshot::list(
+            root.path(),
+            &Owner::new("events", "production").expect("owner")
+        )
+        .expect("list")
+        .own
+        .is_empty(),
+        "another environment sees none of staging's snapshots"
+    );
     assert_eq!(
         listed[0].sidecar.as_ref().map(|s| s.sha256.clone()),
         Some(sidecar.sha256.clone())
@@ -134,21 +158,27 @@ async fn snapshot_drop_a_table_restore_and_the_data_is_back() {
 async fn one_off_container_dumps_a_database_it_reaches_over_the_network() {
     let db = test_db("snap_oneoff");
     seed(&db).await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let root = tempfile::tempdir().expect("tempdir");
+    let owner = Owner::new("events", "production").expect("owner");
+    let dir = owner.dir(root.path());
     // The database as an "external" one: reached through its published port
     // from a one-off container of the database image on the host network.
     let site = DumpSite::OneOff {
         image: slipway_testkit::PG_IMAGE.to_string(),
         network: Some("host".into()),
     };
-    let mut opts = CreateOptions::new(dir.path(), "def5678", "manual");
+    let mut opts = CreateOptions::new(&dir, "def5678", "manual");
+    opts.owner = Some(owner.clone());
     opts.now = Some(datetime!(2025-02-03 04:05:06 UTC));
     let snap = snapshot::create(&site, &db.url, &opts)
         .await
         .expect("create");
     assert_eq!(
         snap.name.file_name(),
-        format!("{}_20250203T040506Z_def5678.dump", db.name)
+        format!(
+            "events_production_{}_20250203T040506Z_def5678.dump",
+            db.name
+        )
     );
     assert_eq!(snap.sidecar.schema_version, Some(2));
     assert!(
@@ -173,7 +203,8 @@ async fn one_off_container_dumps_a_database_it_reaches_over_the_network() {
         .await
         .expect("second create");
     let report = snapshot::prune(
-        dir.path(),
+        root.path(),
+        &owner,
         datetime!(2025-02-11 05:00:00 UTC),
         snapshot::DEFAULT_RETENTION,
     )
@@ -182,7 +213,8 @@ async fn one_off_container_dumps_a_database_it_reaches_over_the_network() {
     assert_eq!(report.kept, vec![newer.name.file_name()]);
     assert!(!snap.sidecar_path.exists());
     let report = snapshot::prune(
-        dir.path(),
+        root.path(),
+        &owner,
         datetime!(2030-01-01 00:00:00 UTC),
         snapshot::DEFAULT_RETENTION,
     )

@@ -22,7 +22,7 @@ use crate::providers::docker::{Engine, EngineError};
 
 pub use migrate::{MigrateAction, PROGRESS_ENV, PROGRESS_MARKER, migrate};
 pub use progress::with_progress;
-pub use snapshot::{database_has_schema, snapshot_create, snapshot_restore};
+pub use snapshot::{database_has_schema, snapshot_create, snapshot_owner, snapshot_restore};
 pub use tools_image::{ensure_tools_image, tools_image_tag};
 
 /// The port PostgreSQL listens on inside the database container.

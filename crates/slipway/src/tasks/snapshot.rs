@@ -3,7 +3,8 @@
 //! one-off container of `database.image` on the environment's network
 //! (external mode). The dump streams through the engine to this machine and
 //! is written to `database.snapshots.dir` here: for a remote engine
-//! (`ssh://...`) that is the CLI's disk, not the server's.
+//! (`ssh://...`) that is the CLI's disk, not the server's. Each environment
+//! writes, prunes and restores in its own `<dir>/<app>/<environment>/`.
 //!
 //! The snapshot library drives the `docker` CLI, so for a remote engine the
 //! CLI must point at the same engine (`DOCKER_HOST`); this is checked first.
@@ -14,7 +15,7 @@ use std::time::Duration;
 use slipway_core::config::schema::DatabaseMode;
 use slipway_core::secret::Secret;
 use slipway_core::snapshot::{
-    self, CreateOptions, DumpSite, RestoreOptions, RestoreReport, Snapshot, SnapshotError,
+    self, CreateOptions, DumpSite, Owner, RestoreOptions, RestoreReport, Snapshot, SnapshotError,
     commit_label,
 };
 
@@ -28,9 +29,27 @@ const SCHEMA_SQL: &str = "select to_regclass('schema_migrations') is not null";
 pub struct SnapshotSite {
     pub site: DumpSite,
     pub url: Secret,
-    /// `database.snapshots.dir`, absolute.
-    pub dir: PathBuf,
+    /// `database.snapshots.dir`, absolute: shared by every app and environment.
+    pub root: PathBuf,
+    /// This app and environment, whose snapshots live in `owner.dir(root)`.
+    pub owner: Owner,
     pub retention: Duration,
+}
+
+/// Whose snapshots this environment's are: `database.snapshots.dir` made
+/// absolute, and the owner. Needs no engine (list and prune use it).
+pub fn snapshot_owner(
+    config: &slipway_core::config::ResolvedConfig,
+) -> Result<(PathBuf, Owner), TaskError> {
+    let root = config.path(&config.settings.database.snapshots.dir);
+    let owner = Owner::new(&config.settings.app.name, &config.environment).map_err(|e| {
+        TaskError::new(
+            Exit::BadInput,
+            format!("this environment cannot keep snapshots: {e}"),
+        )
+        .hint("rename the environment in deployment.yml to use only letters, digits, `-` and `.`")
+    })?;
+    Ok((root, owner))
 }
 
 /// The dump site, URL, directory and retention of this environment, after
@@ -51,10 +70,12 @@ pub async fn snapshot_site(ctx: &TaskContext<'_>) -> Result<SnapshotSite, TaskEr
         },
     };
     let days = u64::from(db.snapshots.retention_days.max(1));
+    let (root, owner) = snapshot_owner(ctx.config)?;
     Ok(SnapshotSite {
         site,
         url,
-        dir: ctx.config.path(&db.snapshots.dir),
+        root,
+        owner,
         retention: Duration::from_secs(days * 24 * 60 * 60),
     })
 }
@@ -69,13 +90,21 @@ pub async fn snapshot_create(
     commit: &str,
 ) -> Result<Snapshot, TaskError> {
     let s = snapshot_site(ctx).await?;
-    let mut opts = CreateOptions::new(&s.dir, short_commit(commit), reason);
+    let (dir, _tightened) = snapshot::prepare(&s.root, &s.owner)
+        .map_err(|e| snapshot_error("preparing the snapshot directory", e, &s.root))?;
+    let mut opts = CreateOptions::new(&dir, short_commit(commit), reason);
+    opts.owner = Some(s.owner.clone());
     opts.release = (!release.is_empty()).then(|| release.to_string());
     opts.retention = s.retention;
     let snap = snapshot::create(&s.site, &s.url, &opts)
         .await
-        .map_err(|e| snapshot_error("taking the snapshot", e, &s.dir))?;
-    match snapshot::prune(&s.dir, time::OffsetDateTime::now_utc(), s.retention) {
+        .map_err(|e| snapshot_error("taking the snapshot", e, &dir))?;
+    match snapshot::prune(
+        &s.root,
+        &s.owner,
+        time::OffsetDateTime::now_utc(),
+        s.retention,
+    ) {
         Ok(report) if !report.deleted.is_empty() => tracing::info!(
             target: "slipway::tasks",
             "pruned {} snapshot(s) older than the retention: {}",
@@ -86,7 +115,7 @@ pub async fn snapshot_create(
         Err(e) => tracing::warn!(
             target: "slipway::tasks",
             "the snapshot was taken, but pruning old snapshots in {} failed: {e}",
-            s.dir.display()
+            dir.display()
         ),
     }
     Ok(snap)
@@ -102,7 +131,7 @@ pub async fn snapshot_restore(
     let s = snapshot_site(ctx).await?;
     snapshot::restore(&s.site, &s.url, dump, &RestoreOptions::default())
         .await
-        .map_err(|e| snapshot_error("restoring the snapshot", e, &s.dir))
+        .map_err(|e| snapshot_error("restoring the snapshot", e, &s.root))
 }
 
 /// Whether the database holds a migrated schema (`schema_migrations` exists),
@@ -117,7 +146,7 @@ pub async fn database_has_schema(ctx: &TaskContext<'_>) -> Result<bool, TaskErro
         DatabaseMode::External => {
             let s = snapshot_site(ctx).await?;
             let conn = snapshot::site::PgConn::from_url(&s.url)
-                .map_err(|e| snapshot_error("reading DATABASE_URL", e, &s.dir))?;
+                .map_err(|e| snapshot_error("reading DATABASE_URL", e, &s.root))?;
             let out = s
                 .site
                 .run_small(
@@ -133,7 +162,7 @@ pub async fn database_has_schema(ctx: &TaskContext<'_>) -> Result<bool, TaskErro
                 {
                     Ok(false)
                 }
-                Err(e) => Err(snapshot_error("checking for schema_migrations", e, &s.dir)),
+                Err(e) => Err(snapshot_error("checking for schema_migrations", e, &s.root)),
             }
         }
     }
@@ -184,7 +213,7 @@ fn snapshot_error(doing: &str, e: SnapshotError, dir: &std::path::Path) -> TaskE
     let exit = match &e {
         SnapshotError::Spawn { .. } => Exit::Unavailable,
         SnapshotError::Url { .. } | SnapshotError::InvalidName { .. } => Exit::BadInput,
-        SnapshotError::NotFound { .. } => Exit::BadInput,
+        SnapshotError::NotFound { .. } | SnapshotError::UnsafeDirectory { .. } => Exit::BadInput,
         _ => Exit::Failed,
     };
     let hint = match &e {
@@ -194,6 +223,9 @@ fn snapshot_error(doing: &str, e: SnapshotError, dir: &std::path::Path) -> TaskE
         ),
         SnapshotError::NotFound { .. } => {
             "`slipway snapshot list <env>` shows the snapshots".into()
+        }
+        SnapshotError::UnsafeDirectory { path, .. } => {
+            format!("as the directory's owner: chmod 700 {}", path.display())
         }
         _ => "the message names the failing tool and its output".into(),
     };

@@ -77,6 +77,7 @@ fn agent_binary() -> PathBuf {
 /// Everything is removed on drop, also when the test fails.
 struct Fixture {
     app: String,
+    env: String,
     repo: tempfile::TempDir,
     snapshots: PathBuf,
     agent: PathBuf,
@@ -84,16 +85,18 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
+        Fixture::with(&new_app_name(), ENV, None)
+    }
+
+    /// `env` of `app` in a repository of its own, its snapshots in
+    /// `snapshots` (shared with other fixtures) or the repository's own.
+    fn with(app: &str, env: &str, snapshots: Option<&Path>) -> Fixture {
         slipway_testkit::ensure_images().expect("local images");
-        // No `-` or `_`: `slipway init` derives the database user and name
-        // from the app name, and this keeps all three identical.
-        let app = slipway_testkit::unique_name("swt")
-            .replace(['-', '_'], "")
-            .to_lowercase();
         let repo = tempfile::tempdir().expect("tempdir");
-        let snapshots = repo.path().join("snapshots");
+        let snapshots = snapshots.map_or_else(|| repo.path().join("snapshots"), Path::to_path_buf);
         let fixture = Fixture {
-            app,
+            app: app.to_string(),
+            env: env.to_string(),
             repo,
             snapshots,
             agent: agent_binary(),
@@ -102,8 +105,8 @@ impl Fixture {
         assert_eq!(run.code, 0, "{}", run.all());
         let env_dir = fixture.repo.path().join("deploy/config/environments");
         let template =
-            std::fs::read_to_string(env_dir.join(format!(".env.{ENV}.example"))).expect("template");
-        let env_file = env_dir.join(format!(".env.{ENV}"));
+            std::fs::read_to_string(env_dir.join(format!(".env.{env}.example"))).expect("template");
+        let env_file = env_dir.join(format!(".env.{env}"));
         std::fs::write(&env_file, template.replace("CHANGE_ME", CANARY)).expect("write .env");
         std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         fixture.start_database();
@@ -111,11 +114,11 @@ impl Fixture {
     }
 
     fn net(&self) -> String {
-        format!("{}-{ENV}-net", self.app)
+        format!("{}-{}-net", self.app, self.env)
     }
 
     fn db(&self) -> String {
-        format!("{}-{ENV}-db", self.app)
+        format!("{}-{}-db", self.app, self.env)
     }
 
     /// Network and database as the pipeline provisions them (user and
@@ -123,11 +126,12 @@ impl Fixture {
     fn start_database(&self) {
         let labels = ["--label", slipway_testkit::TEST_LABEL, "--label"];
         let app_label = format!("slipway.app={}", self.app);
+        let env_label = format!("slipway.env={}", self.env);
         docker(
             &[
                 &["network", "create"][..],
                 &labels,
-                &[&app_label, &self.net()],
+                &[&app_label, "--label", &env_label, &self.net()],
             ]
             .concat(),
         )
@@ -144,6 +148,7 @@ impl Fixture {
             .args(["--network-alias", &self.db()])
             .args(labels)
             .arg(&app_label)
+            .args(["--label", &env_label])
             .args(["--env", "POSTGRES_PASSWORD"])
             .args(["--env", &format!("POSTGRES_USER={}", self.app)])
             .args(["--env", &format!("POSTGRES_DB={}", self.app)])
@@ -242,11 +247,20 @@ impl Fixture {
     }
 }
 
+/// No `-` or `_`: `slipway init` derives the database user and name from
+/// the app name, and this keeps all three identical.
+fn new_app_name() -> String {
+    slipway_testkit::unique_name("swt")
+        .replace(['-', '_'], "")
+        .to_lowercase()
+}
+
 impl Drop for Fixture {
     fn drop(&mut self) {
         // The database, and any task container a failed run left behind.
-        let filter = format!("label=slipway.app={}", self.app);
-        if let Ok(ids) = docker(&["ps", "-aq", "--filter", &filter]) {
+        let app = format!("label=slipway.app={}", self.app);
+        let env = format!("label=slipway.env={}", self.env);
+        if let Ok(ids) = docker(&["ps", "-aq", "--filter", &app, "--filter", &env]) {
             for id in ids.split_whitespace() {
                 let _ = docker(&["rm", "--force", "--volumes", id]);
             }
@@ -340,7 +354,17 @@ fn env_form_migrates_next_to_the_database_then_snapshot_create_list_restore() {
         .and_then(|n| n.to_str())
         .expect("name")
         .to_string();
-    assert!(file.starts_with(&format!("{}_", f.app)), "{file}");
+    // Owned: `<app>_<env>_<db>_...`, in `<dir>/<app>/<env>/`.
+    assert!(
+        file.starts_with(&format!("{0}_{ENV}_{0}_", f.app)),
+        "{file}"
+    );
+    assert_eq!(
+        path.parent(),
+        Some(f.snapshots.join(&f.app).join(ENV).as_path())
+    );
+    assert_eq!(snap["sidecar"]["app"], f.app.as_str());
+    assert_eq!(snap["sidecar"]["environment"], ENV);
 
     let list = f
         .slipway(&["snapshot", "list", ENV, "--json"], &[])
@@ -485,4 +509,184 @@ fn external_mode_migrates_and_snapshots_through_one_off_containers_on_the_networ
         1,
         "only the database remains: {leftovers}"
     );
+}
+
+/// The defect this guards against: every environment of every app wrote
+/// `<db>_<time>_<commit>.dump` into one shared directory, so with staging
+/// and production both using database `<app>`, production's `latest` was
+/// whichever environment snapshotted last. Here two environments of one app
+/// (same database name) and a second app share one snapshot directory, with
+/// an old unowned dump of another app's data, dated newest of all, in it.
+#[test]
+fn environments_and_apps_sharing_a_directory_see_and_restore_only_their_own() {
+    let shared = tempfile::tempdir().expect("tempdir");
+    let root = shared.path().join("snapshots");
+    // A directory others can read, as the old default was: tightened.
+    std::fs::create_dir(&root).expect("mkdir");
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let app = new_app_name();
+    let other = new_app_name();
+    let production = Fixture::with(&app, "production", Some(&root));
+    let staging = Fixture::with(&app, "staging", Some(&root));
+    let other_production = Fixture::with(&other, "production", Some(&root));
+    for (f, marker) in [
+        (&production, "production"),
+        (&staging, "staging"),
+        (&other_production, "other-app"),
+    ] {
+        f.psql(&format!(
+            "CREATE TABLE marker (v text); INSERT INTO marker VALUES ('{marker}');"
+        ))
+        .expect("seed");
+    }
+    let create = |f: &Fixture| -> PathBuf {
+        let snap = f
+            .slipway(&["snapshot", "create", &f.env, "--json"], &[])
+            .expect(0)
+            .json();
+        PathBuf::from(snap["path"].as_str().expect("path"))
+    };
+    // Production first; staging snapshots last, so it is the newest on disk.
+    let prod_snap = create(&production);
+    let other_snap = create(&other_production);
+    let staging_snap = create(&staging);
+    for dir in [
+        root.clone(),
+        root.join(&app),
+        root.join(&app).join("staging"),
+    ] {
+        let mode = std::fs::metadata(&dir).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+    }
+    for file in [&prod_snap, &staging_snap, &other_snap] {
+        let mode = std::fs::metadata(file).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
+    // A dump from before owners, of the other app's data, dated after all.
+    let unowned = root.join(format!("{app}_20991231T000000Z_old.dump"));
+    std::fs::copy(&other_snap, &unowned).expect("copy");
+
+    // Each environment lists only its own; the unowned one apart.
+    let list = production
+        .slipway(&["snapshot", "list", "production", "--json"], &[])
+        .expect(0)
+        .json();
+    let own: Vec<&str> = list["snapshots"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|e| e["path"].as_str())
+        .collect();
+    assert_eq!(own, vec![prod_snap.to_str().expect("utf-8")]);
+    assert_eq!(list["unowned"].as_array().map(Vec::len), Some(1));
+    let run = production
+        .slipway(&["snapshot", "list", "production"], &[])
+        .expect(0);
+    assert!(run.stdout.contains("without an owner"), "{}", run.all());
+    let all = production
+        .slipway(&["snapshot", "list", "production", "--all", "--json"], &[])
+        .expect(0)
+        .json();
+    assert_eq!(all["snapshots"].as_array().map(Vec::len), Some(4));
+
+    // `latest` for production is production's, not staging's (newer) nor
+    // the unowned one (newest of all).
+    production
+        .psql("UPDATE marker SET v = 'changed';")
+        .expect("change");
+    let restored = production
+        .slipway(
+            &[
+                "snapshot",
+                "restore",
+                "production",
+                "latest",
+                "--yes",
+                "--json",
+            ],
+            &[],
+        )
+        .expect(0)
+        .json();
+    assert_eq!(restored["snapshot"], prod_snap.to_str().expect("utf-8"));
+    assert_eq!(
+        production.psql("SELECT v FROM marker;"),
+        Ok("production".into())
+    );
+
+    // Staging's snapshot named into production: refused, with the way to
+    // say it is meant; nothing changed.
+    let staging_file = staging_snap
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("name");
+    let run = production
+        .slipway(
+            &["snapshot", "restore", "production", staging_file, "--yes"],
+            &[],
+        )
+        .expect(2);
+    assert!(
+        run.stderr.contains("--from-environment staging"),
+        "{}",
+        run.all()
+    );
+    let run = production
+        .slipway(
+            &[
+                "snapshot",
+                "restore",
+                "production",
+                other_snap.to_str().expect("utf-8"),
+                "--yes",
+            ],
+            &[],
+        )
+        .expect(2);
+    assert!(
+        run.stderr.contains(&format!("--from-app {other}")),
+        "{}",
+        run.all()
+    );
+    assert_eq!(
+        production.psql("SELECT v FROM marker;"),
+        Ok("production".into())
+    );
+
+    // Said explicitly: staging's latest into production, both named.
+    let run = production
+        .slipway(
+            &[
+                "snapshot",
+                "restore",
+                "production",
+                "latest",
+                "--from-environment",
+                "staging",
+                "--yes",
+            ],
+            &[],
+        )
+        .expect(0);
+    assert!(
+        run.stderr
+            .contains(&format!("{app}/staging's data goes into {app}/production")),
+        "{}",
+        run.all()
+    );
+    assert_eq!(
+        production.psql("SELECT v FROM marker;"),
+        Ok("staging".into())
+    );
+
+    // Staging's prune sees only staging's snapshot; everything else stays.
+    let pruned = staging
+        .slipway(&["snapshot", "prune", "staging", "--json"], &[])
+        .expect(0)
+        .json();
+    assert_eq!(pruned["kept"].as_array().map(Vec::len), Some(1));
+    assert_eq!(pruned["unowned_left"], 1);
+    for file in [&prod_snap, &other_snap, &unowned] {
+        assert!(file.is_file(), "{} must survive", file.display());
+    }
 }
