@@ -156,6 +156,82 @@ pub struct HistoryListArgs {
     pub limit: Option<usize>,
 }
 
+/// Where a hostname's certificate comes from.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CertSource {
+    /// Obtained and renewed from the agent's ACME directory (`--acme-*`).
+    Acme,
+    /// The operator's own certificate chain and key, PEM (wildcards allowed).
+    /// Sent on the admin socket's stdin, never as an argument.
+    Custom { cert_pem: String, key_pem: String },
+}
+
+// The key is a secret: never printed, whatever prints the request.
+impl std::fmt::Debug for CertSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Acme => f.write_str("Acme"),
+            Self::Custom { cert_pem, .. } => f
+                .debug_struct("Custom")
+                .field("cert_pem_bytes", &cert_pem.len())
+                .field("key_pem", &"[redacted]")
+                .finish(),
+        }
+    }
+}
+
+/// `cert_ensure`: make sure the agent serves a valid certificate for `host`
+/// over TLS. For ACME it answers once the certificate is issued (or a
+/// stored one is still valid), or fails with the CA's own reason; for a
+/// custom certificate once it is checked (chain parses, key matches, `host`
+/// covered, not expired) and installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertEnsureArgs {
+    pub host: String,
+    pub source: CertSource,
+}
+
+/// Verbs that only name a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostArgs {
+    pub host: String,
+}
+
+/// One hostname's certificate as the agent serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertInfo {
+    pub host: String,
+    /// `acme` or `custom`.
+    pub source: String,
+    /// The ACME directory URL (acme only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<String>,
+    /// Issuer's distinguished name, of the certificate served now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Hex serial number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<i64>,
+    /// When the agent will next try to renew (acme only), unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_renewal: Option<i64>,
+    /// The last failure to obtain or renew, with the CA's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Unix seconds of `last_error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_at: Option<i64>,
+    /// Whether the certificate served now has expired.
+    #[serde(default)]
+    pub expired: bool,
+}
+
 /// One request line on the admin socket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "verb", rename_all = "snake_case")]
@@ -176,6 +252,13 @@ pub enum AdminRequest {
     State(AppArgs),
     /// The agent's version, uptime and ledger format.
     Version,
+    /// Obtain (ACME) or install (custom) a host's certificate; see
+    /// [`CertEnsureArgs`].
+    CertEnsure(CertEnsureArgs),
+    /// Stop serving a host's certificate (its files are kept for reuse).
+    CertForget(HostArgs),
+    /// Every host's certificate.
+    Certs,
 }
 
 impl AdminRequest {
@@ -191,8 +274,11 @@ impl AdminRequest {
             | Self::LockAcquire(_)
             | Self::LockRenew(_)
             | Self::LockRelease(_)
-            | Self::HistoryRecord(_) => true,
-            Self::Routes
+            | Self::HistoryRecord(_)
+            | Self::CertEnsure(_)
+            | Self::CertForget(_) => true,
+            Self::Certs
+            | Self::Routes
             | Self::LockStatus(_)
             | Self::HistoryList(_)
             | Self::State(_)
@@ -234,6 +320,10 @@ pub enum AdminResult {
         state: Box<AppLedger>,
     },
     Version(VersionInfo),
+    /// `cert_ensure` (one entry), `cert_forget` and `certs`.
+    Certs {
+        certs: Vec<CertInfo>,
+    },
 }
 
 /// What happened in a switch.
@@ -373,6 +463,9 @@ pub enum AdminErrorKind {
     /// An agent upgrade is in progress: the ledger is frozen for a few
     /// seconds. Retry.
     HandingOver,
+    /// A certificate could not be obtained (the message carries the CA's
+    /// reason and the fix) or a custom one is unusable.
+    CertFailed,
     /// Anything else (I/O on the state dir...).
     Internal,
 }
@@ -388,6 +481,7 @@ impl AdminErrorKind {
             Self::LockHeld | Self::LockNotHeld => 5,
             Self::LedgerTooNew => 6,
             Self::HandingOver => 8,
+            Self::CertFailed => 9,
             Self::Internal => 1,
         }
     }

@@ -1,7 +1,9 @@
 //! One line per admin verb, passing straight to the router or the ledger
 //! (as kamal-proxy's `commands.go`). Nothing here decides anything.
 
-use slipway_core::admin::{AdminRequest, AdminResponse, AdminResult, VersionInfo};
+use slipway_core::admin::{
+    AdminError, AdminErrorKind, AdminRequest, AdminResponse, AdminResult, VersionInfo,
+};
 
 use crate::Agent;
 
@@ -39,6 +41,14 @@ pub async fn handle(agent: &std::sync::Arc<Agent>, req: AdminRequest) -> AdminRe
                 role,
                 peer_pid,
             }))
+        }
+        AdminRequest::CertEnsure(_) | AdminRequest::CertForget(_) | AdminRequest::Certs => {
+            Err(AdminError {
+                kind: AdminErrorKind::BadRequest,
+                message: "this agent does not terminate TLS: certificates belong to the host's shared entry point".into(),
+                health: None,
+                holder: None,
+            })
         }
     };
     match result {
