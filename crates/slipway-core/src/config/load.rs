@@ -539,6 +539,7 @@ fn semantic_checks(settings: &Settings, tree: &Node, root: &Path, problems: &mut
             )),
         );
     }
+    https_checks(settings, root, &origin_of, problems);
     for (pointer, d) in [
         ("/health/interval", &settings.health.interval),
         ("/health/timeout", &settings.health.timeout),
@@ -550,6 +551,100 @@ fn semantic_checks(settings: &Settings, tree: &Node, root: &Path, problems: &mut
                 format!("`{}` must be longer than zero", validate::dotted(pointer)),
             ));
         }
+    }
+}
+
+/// `deployment.hostnames`, `deployment.tls` and `acme`: names a CA can
+/// issue for, files that exist, a directory that is a URL.
+fn https_checks(
+    settings: &Settings,
+    root: &Path,
+    origin_of: &dyn Fn(&str) -> Origin,
+    problems: &mut Vec<Problem>,
+) {
+    use super::schema::Tls;
+    let deployment = &settings.deployment;
+    for host in deployment.all_hostnames() {
+        if let Some(why) = hostname_problem(&host) {
+            problems.push(
+                Problem::error(
+                    origin_of("/deployment/hostnames"),
+                    format!("`{host}` cannot be a hostname here: {why}"),
+                )
+                .expected(
+                    "a domain name such as api.example.org (no scheme, port, path or wildcard)",
+                ),
+            );
+        }
+    }
+    let mut files = Vec::new();
+    if let Tls::Custom(c) = &deployment.tls {
+        files.push(("/deployment/tls/cert", &c.cert, "the certificate file"));
+        files.push(("/deployment/tls/key", &c.key, "the private key file"));
+    }
+    if let Some(ca) = &settings.acme.ca_root {
+        files.push(("/acme/ca_root", ca, "the ACME root certificate"));
+    }
+    for (pointer, relative, what) in files {
+        let path = root.join(relative);
+        if !path.is_file() {
+            problems.push(
+                Problem::error(
+                    origin_of(pointer),
+                    format!("{what} does not exist: {}", path.display()),
+                )
+                .found(format!("{relative:?}"))
+                .hint(format!(
+                    "paths are relative to the repository root {}",
+                    root.display()
+                )),
+            );
+        }
+    }
+    let directory = settings.acme.directory_url();
+    if !(directory.starts_with("https://") || directory.starts_with("http://")) {
+        problems.push(
+            Problem::error(
+                origin_of("/acme/directory"),
+                "`acme.directory` is not an ACME directory",
+            )
+            .found(format!("{:?}", settings.acme.directory))
+            .expected("letsencrypt, letsencrypt-staging, or the directory's https:// URL"),
+        );
+    }
+    if deployment.tls != Tls::default() && deployment.all_hostnames().is_empty() {
+        problems.push(
+            Problem::warning(
+                origin_of("/deployment/tls"),
+                "`deployment.tls` applies only to `deployment.hostnames`, and there are none",
+            )
+            .hint("add `hostnames: [your.domain]`, or remove `tls`"),
+        );
+    }
+}
+
+/// Why `host` is not a name a certificate can be issued for, if it is not.
+fn hostname_problem(host: &str) -> Option<&'static str> {
+    if host.contains("://") || host.contains('/') {
+        Some("it has a scheme or a path")
+    } else if host.contains(':') {
+        Some("it has a port (the entry point's ports are providers.docker.entry_point)")
+    } else if host.contains('*') {
+        Some("wildcards are for certificates (deployment.tls), list each name")
+    } else if host.parse::<std::net::IpAddr>().is_ok() {
+        Some("it is an IP address")
+    } else if host.len() > 253
+        || host.split('.').any(|label| {
+            label.is_empty()
+                || label.len() > 63
+                || label.starts_with('-')
+                || label.ends_with('-')
+                || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+    {
+        Some("it is not a valid domain name")
+    } else {
+        None
     }
 }
 
@@ -597,5 +692,34 @@ fn io_reason(e: &std::io::Error) -> String {
         std::io::ErrorKind::NotFound => "no such file".into(),
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),
         _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hostname_problem;
+
+    #[test]
+    fn only_names_a_ca_can_issue_for_are_hostnames() {
+        for ok in [
+            "api.example.org",
+            "staging.togather.foundation",
+            "localhost",
+            "a-b.c1.io",
+        ] {
+            assert_eq!(hostname_problem(ok), None, "{ok}");
+        }
+        for (bad, why) in [
+            ("https://api.example.org", "scheme"),
+            ("api.example.org:8443", "port"),
+            ("*.example.org", "wildcard"),
+            ("10.0.0.1", "IP"),
+            ("-x.example.org", "valid"),
+            ("a..b", "valid"),
+            ("under_score.example.org", "valid"),
+        ] {
+            let problem = hostname_problem(bad).unwrap_or_default();
+            assert!(problem.contains(why), "{bad}: {problem:?}");
+        }
     }
 }

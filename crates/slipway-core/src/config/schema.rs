@@ -22,6 +22,9 @@ pub struct Settings {
     pub deployment: Deployment,
     #[serde(default)]
     pub notifications: Notifications,
+    /// Where automatic certificates come from (for `deployment.tls: auto`).
+    #[serde(default)]
+    pub acme: Acme,
     /// Which entry of `providers` this environment deploys with.
     #[serde(default = "default_provider")]
     pub provider: String,
@@ -169,9 +172,28 @@ pub struct Deployment {
     #[serde(default = "default_public_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub public_port: u16,
-    /// Host name routed to this app, when several apps share a host.
+    /// Host name routed to this app, when several apps share a host (the
+    /// same as a one-element `hostnames`).
     #[serde(default)]
     pub hostname: Option<String>,
+    /// Domain names served for this environment through the host's shared
+    /// entry point on ports 80 and 443 (e.g. `[api.example.org]`).
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+    /// HTTPS for `hostnames`: `auto` (certificates from `acme.directory`,
+    /// renewed by themselves), `off` (plain HTTP on port 80), or
+    /// `{cert, key}`: your own PEM files (a wildcard certificate may cover
+    /// several names).
+    #[serde(default)]
+    pub tls: Tls,
+    /// Answer plain HTTP on port 80 with a 301 to HTTPS (ACME challenges
+    /// are always answered first).
+    #[serde(default = "default_true")]
+    pub redirect_http: bool,
+    /// `Strict-Transport-Security` max-age sent over HTTPS (e.g. `8760h`
+    /// for a year); unset sends none. Opt in only once HTTPS works.
+    #[serde(default)]
+    pub hsts: Option<DurationText>,
     /// How long in-flight requests to the old slot may take to finish.
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout: DurationText,
@@ -182,6 +204,93 @@ pub struct Deployment {
     #[serde(default = "default_keep_releases")]
     #[schemars(range(min = 1, max = 50))]
     pub keep_releases: u32,
+}
+
+/// `deployment.tls`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Tls {
+    Mode(TlsMode),
+    Custom(CustomCert),
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Tls::Mode(TlsMode::Auto)
+    }
+}
+
+/// `auto`: certificates from ACME. `off`: HTTP only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    Auto,
+    Off,
+}
+
+/// Your own certificate: PEM chain and private key, paths relative to the
+/// repository root (keep the key out of git, mode 600).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomCert {
+    pub cert: String,
+    pub key: String,
+}
+
+/// The ACME (RFC 8555) certificate authority for `deployment.tls: auto`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Acme {
+    /// Contact for expiry notices from the CA.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// `letsencrypt`, `letsencrypt-staging`, or any directory URL.
+    #[serde(default = "default_acme_directory")]
+    pub directory: String,
+    /// A PEM file of a root to trust for the directory's own HTTPS (test
+    /// CAs such as pebble), relative to the repository root.
+    #[serde(default)]
+    pub ca_root: Option<String>,
+}
+
+impl Default for Acme {
+    fn default() -> Self {
+        Self {
+            email: None,
+            directory: default_acme_directory(),
+            ca_root: None,
+        }
+    }
+}
+
+/// Let's Encrypt's production and staging directories.
+pub const LETSENCRYPT_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+pub const LETSENCRYPT_STAGING_DIRECTORY: &str =
+    "https://acme-staging-v02.api.letsencrypt.org/directory";
+
+impl Acme {
+    /// The directory URL `directory` names.
+    pub fn directory_url(&self) -> &str {
+        match self.directory.as_str() {
+            "letsencrypt" => LETSENCRYPT_DIRECTORY,
+            "letsencrypt-staging" => LETSENCRYPT_STAGING_DIRECTORY,
+            url => url,
+        }
+    }
+}
+
+impl Deployment {
+    /// `hostnames` and `hostname`, lower-case, each once, in order.
+    pub fn all_hostnames(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for h in self.hostname.iter().chain(&self.hostnames) {
+            let h = h.trim().trim_end_matches('.').to_ascii_lowercase();
+            if !h.is_empty() && !out.contains(&h) {
+                out.push(h);
+            }
+        }
+        out
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
@@ -230,6 +339,31 @@ pub struct DockerProvider {
     /// `unix:///var/run/docker.sock` (default: the local engine) or `ssh://user@host`.
     #[serde(default)]
     pub host: Option<String>,
+    /// The host's shared entry point for environments with `hostnames`.
+    #[serde(default)]
+    pub entry_point: EntryPoint,
+}
+
+/// The ports of the host's shared entry point. One per engine: every app
+/// and environment deployed there with hostnames must agree on them.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EntryPoint {
+    #[serde(default = "default_http_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub http_port: u16,
+    #[serde(default = "default_https_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub https_port: u16,
+}
+
+impl Default for EntryPoint {
+    fn default() -> Self {
+        Self {
+            http_port: default_http_port(),
+            https_port: default_https_port(),
+        }
+    }
 }
 
 /// The providers Slipway knows; only `docker` deploys today.
@@ -346,6 +480,18 @@ fn default_watch_window() -> DurationText {
 fn default_keep_releases() -> u32 {
     3
 }
+fn default_true() -> bool {
+    true
+}
+fn default_acme_directory() -> String {
+    "letsencrypt".into()
+}
+fn default_http_port() -> u16 {
+    80
+}
+fn default_https_port() -> u16 {
+    443
+}
 fn default_ntfy_server() -> String {
     "https://ntfy.sh".into()
 }
@@ -386,6 +532,10 @@ impl Default for Deployment {
         Self {
             public_port: default_public_port(),
             hostname: None,
+            hostnames: Vec::new(),
+            tls: Tls::default(),
+            redirect_http: true,
+            hsts: None,
             drain_timeout: default_drain_timeout(),
             watch_window: default_watch_window(),
             keep_releases: default_keep_releases(),
@@ -411,5 +561,28 @@ mod tests {
         assert!(parse_duration("30").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("3 s").is_err());
+    }
+
+    #[test]
+    fn hostnames_merge_the_single_name_and_acme_names_resolve() {
+        let d = Deployment {
+            hostname: Some("API.example.org.".into()),
+            hostnames: vec!["api.example.org".into(), "www.example.org".into()],
+            ..Deployment::default()
+        };
+        assert_eq!(
+            d.all_hostnames(),
+            vec!["api.example.org", "www.example.org"]
+        );
+        let mut acme = Acme::default();
+        assert_eq!(acme.directory_url(), LETSENCRYPT_DIRECTORY);
+        acme.directory = "letsencrypt-staging".into();
+        assert_eq!(acme.directory_url(), LETSENCRYPT_STAGING_DIRECTORY);
+        acme.directory = "https://127.0.0.1:14000/dir".into();
+        assert_eq!(acme.directory_url(), "https://127.0.0.1:14000/dir");
+        let tls: Tls = serde_json::from_str(r#"{"cert":"c.pem","key":"k.pem"}"#).expect("custom");
+        assert!(matches!(tls, Tls::Custom(_)));
+        let tls: Tls = serde_json::from_str(r#""off""#).expect("off");
+        assert_eq!(tls, Tls::Mode(TlsMode::Off));
     }
 }

@@ -25,7 +25,8 @@ use slipway_core::admin::{
 };
 
 use super::context::{StepError, Target};
-use crate::providers::docker::{AgentClient, AgentError, ContainerInfo, ContainerSpec};
+use crate::providers::docker::names::LABEL_ROLE;
+use crate::providers::docker::{AgentClient, AgentError, ContainerInfo, ContainerSpec, Engine};
 
 /// Port the agent listens on inside the shared network namespace.
 pub const AGENT_PORT: u16 = 8080;
@@ -36,7 +37,68 @@ const AGENT_STOP_TIMEOUT: Duration = Duration::from_secs(40);
 /// How long a new agent may take to answer.
 const AGENT_START_WITHIN: Duration = Duration::from_secs(30);
 
-fn agent_spec(t: &Target, image: &str, name: &str, take_over: bool) -> ContainerSpec {
+/// Where one agent pair lives and how it is run: an environment's own
+/// agent (see [`Target::agent_site`]) or the host's shared entry point
+/// (see [`super::gateway`]). Everything below works on either.
+pub struct AgentSite<'a> {
+    pub engine: &'a Engine,
+    /// The serving agent's container.
+    pub agent: String,
+    /// The container holding the ports and the network namespace.
+    pub edge: String,
+    /// The successor during an upgrade, and the replaced agent after it.
+    pub next: String,
+    pub leaving: String,
+    /// The state volume (ledger, certificates).
+    pub volume: String,
+    /// The network the edge joins, under its own name as an alias.
+    pub network: String,
+    /// Published ports: (host address, host port, port in the namespace).
+    pub ports: Vec<(String, u16, u16)>,
+    /// `serve` arguments after the listen address and the state directory.
+    pub serve_args: Vec<String>,
+    /// Labels of the site's resources, by role.
+    pub labels: std::collections::HashMap<String, String>,
+    /// The route whose ledger must survive an upgrade, if the site keeps one.
+    pub ledger_route: Option<String>,
+    /// The command that creates the site when it is missing.
+    pub create_with: String,
+}
+
+impl AgentSite<'_> {
+    fn labels(&self, role: &str) -> std::collections::HashMap<String, String> {
+        let mut labels = self.labels.clone();
+        labels.insert(LABEL_ROLE.to_string(), role.to_string());
+        labels
+    }
+}
+
+impl Target {
+    /// This environment's own agent pair.
+    pub fn agent_site(&self) -> AgentSite<'_> {
+        let n = &self.names;
+        AgentSite {
+            engine: &self.engine,
+            agent: n.agent(),
+            edge: n.edge(),
+            next: n.agent_next(),
+            leaving: n.agent_leaving(),
+            volume: n.agent_volume(),
+            network: n.network(),
+            ports: vec![(
+                "0.0.0.0".into(),
+                self.config.settings.deployment.public_port,
+                AGENT_PORT,
+            )],
+            serve_args: Vec::new(),
+            labels: n.labels("agent"),
+            ledger_route: Some(n.route()),
+            create_with: format!("slipway deploy {}", self.config.environment),
+        }
+    }
+}
+
+fn agent_spec(site: &AgentSite<'_>, image: &str, name: &str, take_over: bool) -> ContainerSpec {
     let mut cmd = vec![
         "slipway-agent".to_string(),
         "serve".into(),
@@ -45,6 +107,7 @@ fn agent_spec(t: &Target, image: &str, name: &str, take_over: bool) -> Container
         "--state-dir".into(),
         AGENT_STATE_DIR.into(),
     ];
+    cmd.extend(site.serve_args.iter().cloned());
     if take_over {
         cmd.push("--take-over".into());
     }
@@ -52,9 +115,9 @@ fn agent_spec(t: &Target, image: &str, name: &str, take_over: bool) -> Container
         name: name.to_string(),
         image: image.to_string(),
         cmd: Some(cmd),
-        labels: t.names.labels("agent"),
-        network_of: Some(t.names.edge()),
-        volumes: vec![(t.names.agent_volume(), AGENT_STATE_DIR.into())],
+        labels: site.labels("agent"),
+        network_of: Some(site.edge.clone()),
+        volumes: vec![(site.volume.clone(), AGENT_STATE_DIR.into())],
         // A successor gets its restart policy once it has taken over: a
         // failed take-over must not be retried by the engine.
         restart: !take_over,
@@ -63,16 +126,15 @@ fn agent_spec(t: &Target, image: &str, name: &str, take_over: bool) -> Container
     }
 }
 
-fn edge_spec(t: &Target, image: &str) -> ContainerSpec {
-    let port = t.config.settings.deployment.public_port;
+fn edge_spec(site: &AgentSite<'_>, image: &str) -> ContainerSpec {
     ContainerSpec {
-        name: t.names.edge(),
+        name: site.edge.clone(),
         image: image.to_string(),
         cmd: Some(vec!["slipway-agent".into(), "hold".into()]),
-        labels: t.names.labels("edge"),
-        network: Some(t.names.network()),
-        aliases: vec![t.names.edge()],
-        ports: vec![("0.0.0.0".into(), port, AGENT_PORT)],
+        labels: site.labels("edge"),
+        network: Some(site.network.clone()),
+        aliases: vec![site.edge.clone()],
+        ports: site.ports.clone(),
         restart: true,
         stop_timeout: Some(5),
         ..Default::default()
@@ -145,20 +207,29 @@ fn is_newer(a: &str, b: &str) -> bool {
     parts(a) > parts(b)
 }
 
+/// This environment's edge and agent: see [`ensure_site`].
+pub async fn ensure(t: &Target, tools_image: &str) -> Result<Provisioned, StepError> {
+    ensure_site(&t.agent_site(), tools_image).await
+}
+
 /// The edge and the agent, created or started when missing or stopped,
 /// then waited for until the agent answers. Leftovers of an interrupted
 /// upgrade are settled first.
-pub async fn ensure(t: &Target, tools_image: &str) -> Result<Provisioned, StepError> {
-    settle_interrupted_upgrade(t).await?;
-    let name = t.names.agent();
-    let mut agent = t.engine.inspect(&name).await;
+pub async fn ensure_site(
+    site: &AgentSite<'_>,
+    tools_image: &str,
+) -> Result<Provisioned, StepError> {
+    let engine = site.engine;
+    settle_interrupted_upgrade(site).await?;
+    let name = site.agent.clone();
+    let mut agent = engine.inspect(&name).await;
     if let Some(a) = &agent
         && is_legacy(a)
     {
         if !a.running {
-            t.engine.start(&name).await?;
+            engine.start(&name).await?;
         }
-        let version = wait_answering(&AgentClient::new(&t.engine, &name)).await?;
+        let version = wait_answering(&AgentClient::new(engine, &name)).await?;
         return Ok(Provisioned {
             created: false,
             image: a.image.clone(),
@@ -167,15 +238,15 @@ pub async fn ensure(t: &Target, tools_image: &str) -> Result<Provisioned, StepEr
         });
     }
     let mut created = false;
-    let edge = match t.engine.inspect(&t.names.edge()).await {
+    let edge = match engine.inspect(&site.edge.clone()).await {
         Some(e) if e.running => e,
         Some(_) => {
-            t.engine.start(&t.names.edge()).await?;
-            inspect_required(t, &t.names.edge()).await?
+            engine.start(&site.edge.clone()).await?;
+            inspect_required(engine, &site.edge).await?
         }
         None => {
-            t.engine.run(&edge_spec(t, tools_image)).await?;
-            inspect_required(t, &t.names.edge()).await?
+            engine.run(&edge_spec(site, tools_image)).await?;
+            inspect_required(engine, &site.edge).await?
         }
     };
     // An agent in the namespace of an edge that has since been recreated or
@@ -183,29 +254,29 @@ pub async fn ensure(t: &Target, tools_image: &str) -> Result<Provisioned, StepEr
     if let Some(a) = &agent {
         let stale = !is_joined(a, &edge) || (a.running && a.started_at < edge.started_at);
         if stale {
-            t.engine.remove(&name).await?;
+            engine.remove(&name).await?;
             agent = None;
         }
     }
     let image = match agent {
         Some(a) => {
             if !a.running {
-                t.engine.start(&name).await?;
+                engine.start(&name).await?;
             }
             a.image
         }
         None => {
-            t.engine
-                .ensure_volume(&t.names.agent_volume(), &t.names.labels("agent"))
+            engine
+                .ensure_volume(&site.volume.clone(), &site.labels("agent"))
                 .await?;
-            t.engine
-                .run(&agent_spec(t, tools_image, &name, false))
+            engine
+                .run(&agent_spec(site, tools_image, &name, false))
                 .await?;
             created = true;
             tools_image.to_string()
         }
     };
-    let version = wait_answering(&AgentClient::new(&t.engine, &name)).await?;
+    let version = wait_answering(&AgentClient::new(engine, &name)).await?;
     Ok(Provisioned {
         created,
         image,
@@ -214,8 +285,8 @@ pub async fn ensure(t: &Target, tools_image: &str) -> Result<Provisioned, StepEr
     })
 }
 
-async fn inspect_required(t: &Target, name: &str) -> Result<ContainerInfo, StepError> {
-    t.engine
+async fn inspect_required(engine: &Engine, name: &str) -> Result<ContainerInfo, StepError> {
+    engine
         .inspect(name)
         .await
         .ok_or_else(|| StepError::new(format!("container {name} vanished right after its start")))
@@ -259,27 +330,28 @@ async fn wait_answering(agent: &AgentClient<'_>) -> Result<VersionInfo, StepErro
 /// An upgrade interrupted (the CLI killed) leaves `-agent-next` and perhaps
 /// `-agent-leaving` behind. If the old agent is gone, the next one is the
 /// agent; otherwise it is removed (the old agent then serves alone again).
-async fn settle_interrupted_upgrade(t: &Target) -> Result<(), StepError> {
-    if let Some(leaving) = t.engine.inspect(&t.names.agent_leaving()).await {
-        t.engine.stop(&leaving.name, AGENT_STOP_TIMEOUT).await?;
-        t.engine.remove(&leaving.name).await?;
+async fn settle_interrupted_upgrade(site: &AgentSite<'_>) -> Result<(), StepError> {
+    let engine = site.engine;
+    if let Some(leaving) = engine.inspect(&site.leaving.clone()).await {
+        engine.stop(&leaving.name, AGENT_STOP_TIMEOUT).await?;
+        engine.remove(&leaving.name).await?;
     }
-    let Some(next) = t.engine.inspect(&t.names.agent_next()).await else {
+    let Some(next) = engine.inspect(&site.next.clone()).await else {
         return Ok(());
     };
-    let current = t.engine.inspect(&t.names.agent()).await;
+    let current = engine.inspect(&site.agent.clone()).await;
     if next.running && current.as_ref().is_none_or(|c| !c.running) {
         if let Some(c) = current {
-            t.engine.remove(&c.name).await?;
+            engine.remove(&c.name).await?;
         }
-        t.engine.rename(&next.name, &t.names.agent()).await?;
-        t.engine.set_restart(&t.names.agent(), true).await?;
+        engine.rename(&next.name, &site.agent.clone()).await?;
+        engine.set_restart(&site.agent.clone(), true).await?;
         tracing::warn!(
             "an interrupted agent upgrade had finished its take-over; kept the new agent"
         );
     } else {
-        t.engine.stop(&next.name, AGENT_STOP_TIMEOUT).await?;
-        t.engine.remove(&next.name).await?;
+        engine.stop(&next.name, AGENT_STOP_TIMEOUT).await?;
+        engine.remove(&next.name).await?;
         tracing::warn!("removed the agent of an interrupted upgrade; the old agent serves");
     }
     Ok(())
@@ -360,11 +432,12 @@ async fn routes_of(agent: &AgentClient<'_>) -> Result<Vec<Value>, StepError> {
     }
 }
 
-async fn ledger_of(t: &Target, agent: &AgentClient<'_>) -> Result<Value, StepError> {
+async fn ledger_of(site: &AgentSite<'_>, agent: &AgentClient<'_>) -> Result<Value, StepError> {
+    let Some(route) = &site.ledger_route else {
+        return Ok(Value::Null);
+    };
     match agent
-        .call(&AdminRequest::State(AppArgs {
-            app: t.names.route(),
-        }))
+        .call(&AdminRequest::State(AppArgs { app: route.clone() }))
         .await?
     {
         AdminResult::State { state } => Ok(ledger_essentials(
@@ -386,18 +459,29 @@ pub async fn upgrade(
     allow_gap: bool,
     note: &dyn Fn(&str),
 ) -> Result<UpgradeReport, StepError> {
+    upgrade_site(&t.agent_site(), image, allow_gap, note).await
+}
+
+/// [`upgrade`] of any agent site.
+pub async fn upgrade_site(
+    site: &AgentSite<'_>,
+    image: &str,
+    allow_gap: bool,
+    note: &dyn Fn(&str),
+) -> Result<UpgradeReport, StepError> {
+    let engine = site.engine;
     let started = Instant::now();
-    settle_interrupted_upgrade(t).await?;
-    let name = t.names.agent();
-    let Some(current) = t.engine.inspect(&name).await.filter(|c| c.running) else {
+    settle_interrupted_upgrade(site).await?;
+    let name = site.agent.clone();
+    let Some(current) = engine.inspect(&name).await.filter(|c| c.running) else {
         return Err(
             StepError::new(format!("the agent {name} is not running")).hint(format!(
-                "`slipway deploy {}` starts it; there is nothing to upgrade without a gap",
-                t.config.environment
+                "`{}` starts it; there is nothing to upgrade without a gap",
+                site.create_with
             )),
         );
     };
-    let old = AgentClient::new(&t.engine, &name);
+    let old = AgentClient::new(engine, &name);
     let from = version_of(&old).await?;
     if is_legacy(&current) {
         if !allow_gap {
@@ -405,33 +489,32 @@ pub async fn upgrade(
                 "the agent {name} publishes the port itself (made by an older Slipway), so it \
                  cannot hand over without closing the port once"
             ))
-            .hint(format!(
-                "run `slipway agent upgrade {} --allow-gap` at a quiet moment (about a second \
+            .hint(
+                "run `slipway agent upgrade <env> --allow-gap` at a quiet moment (about a second \
                  without service); later upgrades have no gap",
-                t.config.environment
-            )));
+            ));
         }
-        return replace_with_gap(t, image, &current, &from, started, note).await;
+        return replace_with_gap(site, image, &current, &from, started, note).await;
     }
     let routes_before = routes_of(&old).await?;
-    let ledger_before = ledger_of(t, &old).await?;
+    let ledger_before = ledger_of(site, &old).await?;
 
     // 1. The successor, beside the old agent.
-    let next = t.names.agent_next();
+    let next = site.next.clone();
     note(&format!("starting {next} from {image} beside {name}"));
-    if let Err(e) = t.engine.run(&agent_spec(t, image, &next, true)).await {
-        return Err(abandon(t, &old, StepError::from(e)).await);
+    if let Err(e) = engine.run(&agent_spec(site, image, &next, true)).await {
+        return Err(abandon(site, &old, StepError::from(e)).await);
     }
-    let new = AgentClient::new(&t.engine, &next);
+    let new = AgentClient::new(engine, &next);
     let beside_since = Instant::now();
-    let to = match wait_taking_over(t, &new).await {
+    let to = match wait_taking_over(engine, &new).await {
         Ok(v) => v,
-        Err(e) => return Err(abandon(t, &old, e).await),
+        Err(e) => return Err(abandon(site, &old, e).await),
     };
     // 2. It must serve what the old one serves.
     let routes_after = match routes_of(&new).await {
         Ok(r) => r,
-        Err(e) => return Err(abandon(t, &old, e).await),
+        Err(e) => return Err(abandon(site, &old, e).await),
     };
     if routes_after != routes_before {
         let e = StepError::new(format!(
@@ -439,7 +522,7 @@ pub async fn upgrade(
             Value::from(routes_after),
             Value::from(routes_before.clone())
         ));
-        return Err(abandon(t, &old, e).await);
+        return Err(abandon(site, &old, e).await);
     }
     // 3. Stop the old agent: it stops accepting, finishes its requests and
     // exits; the new one then owns the ledger.
@@ -448,15 +531,15 @@ pub async fn upgrade(
         version_text(&to),
         version_text(&from)
     ));
-    t.engine.stop(&name, AGENT_STOP_TIMEOUT).await?;
+    engine.stop(&name, AGENT_STOP_TIMEOUT).await?;
     let beside_ms = beside_since.elapsed().as_millis() as u64;
     wait_role(&new, AgentRole::Serving).await?;
-    t.engine.rename(&name, &t.names.agent_leaving()).await?;
-    t.engine.rename(&next, &name).await?;
-    t.engine.set_restart(&name, true).await?;
-    t.engine.remove(&t.names.agent_leaving()).await?;
-    let new = AgentClient::new(&t.engine, &name);
-    let ledger_after = ledger_of(t, &new).await?;
+    engine.rename(&name, &site.leaving.clone()).await?;
+    engine.rename(&next, &name).await?;
+    engine.set_restart(&name, true).await?;
+    engine.remove(&site.leaving.clone()).await?;
+    let new = AgentClient::new(engine, &name);
+    let ledger_after = ledger_of(site, &new).await?;
     let routes_final = routes_of(&new).await?;
     Ok(UpgradeReport {
         from_image: current.image,
@@ -473,7 +556,10 @@ pub async fn upgrade(
 
 /// Wait until the successor serves beside its predecessor. If it exits
 /// instead, say why (its exit code and last log lines).
-async fn wait_taking_over(t: &Target, new: &AgentClient<'_>) -> Result<VersionInfo, StepError> {
+async fn wait_taking_over(
+    engine: &Engine,
+    new: &AgentClient<'_>,
+) -> Result<VersionInfo, StepError> {
     let started = Instant::now();
     loop {
         if let Ok(v) = version_of(new).await
@@ -481,10 +567,9 @@ async fn wait_taking_over(t: &Target, new: &AgentClient<'_>) -> Result<VersionIn
         {
             return Ok(v);
         }
-        match t.engine.inspect(new.container()).await {
+        match engine.inspect(new.container()).await {
             Some(c) if !c.running => {
-                let (out, err) = t
-                    .engine
+                let (out, err) = engine
                     .logs(new.container(), Some(5))
                     .await
                     .unwrap_or_default();
@@ -520,10 +605,11 @@ async fn wait_role(agent: &AgentClient<'_>, role: AgentRole) -> Result<(), StepE
 
 /// Remove the successor (stopping it lets its requests finish) and confirm
 /// the old agent serves alone again. Returns the error to report.
-async fn abandon(t: &Target, old: &AgentClient<'_>, why: StepError) -> StepError {
-    let next = t.names.agent_next();
-    let _ = t.engine.stop(&next, AGENT_STOP_TIMEOUT).await;
-    let _ = t.engine.remove(&next).await;
+async fn abandon(site: &AgentSite<'_>, old: &AgentClient<'_>, why: StepError) -> StepError {
+    let engine = site.engine;
+    let next = site.next.clone();
+    let _ = engine.stop(&next, AGENT_STOP_TIMEOUT).await;
+    let _ = engine.remove(&next).await;
     let fallback = match wait_role(old, AgentRole::Serving).await {
         Ok(()) => "the old agent still serves, unchanged".to_string(),
         Err(e) => format!("and the old agent did not confirm it serves alone: {e}"),
@@ -540,24 +626,25 @@ async fn abandon(t: &Target, old: &AgentClient<'_>, why: StepError) -> StepError
 
 /// The one-time replacement of an agent that publishes the port itself.
 async fn replace_with_gap(
-    t: &Target,
+    site: &AgentSite<'_>,
     image: &str,
     current: &ContainerInfo,
     from: &VersionInfo,
     started: Instant,
     note: &dyn Fn(&str),
 ) -> Result<UpgradeReport, StepError> {
-    let old = AgentClient::new(&t.engine, &current.name);
+    let engine = site.engine;
+    let old = AgentClient::new(engine, &current.name);
     let routes_before = routes_of(&old).await?;
-    let ledger_before = ledger_of(t, &old).await?;
+    let ledger_before = ledger_of(site, &old).await?;
     note(&format!(
         "stopping {} (it publishes the port itself); the port is closed until the edge starts",
         current.name
     ));
-    t.engine.stop(&current.name, AGENT_STOP_TIMEOUT).await?;
-    t.engine.remove(&current.name).await?;
-    let provisioned = ensure(t, image).await?;
-    let new = AgentClient::new(&t.engine, t.names.agent());
+    engine.stop(&current.name, AGENT_STOP_TIMEOUT).await?;
+    engine.remove(&current.name).await?;
+    let provisioned = ensure_site(site, image).await?;
+    let new = AgentClient::new(engine, site.agent.clone());
     let to = version_of(&new).await?;
     Ok(UpgradeReport {
         from_image: current.image.clone(),
@@ -567,7 +654,7 @@ async fn replace_with_gap(
         beside_ms: 0,
         total_ms: started.elapsed().as_millis() as u64,
         routes_kept: routes_of(&new).await? == routes_before,
-        ledger_kept: ledger_of(t, &new).await? == ledger_before,
+        ledger_kept: ledger_of(site, &new).await? == ledger_before,
         gap: true,
     })
 }
