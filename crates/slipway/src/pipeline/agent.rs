@@ -63,6 +63,8 @@ pub struct AgentSite<'a> {
     pub ledger_route: Option<String>,
     /// The command that creates the site when it is missing.
     pub create_with: String,
+    /// `NAME=value` for the agent's container.
+    pub env: Vec<String>,
 }
 
 impl AgentSite<'_> {
@@ -85,8 +87,14 @@ impl Target {
             leaving: n.agent_leaving(),
             volume: n.agent_volume(),
             network: n.network(),
+            // Behind the host's shared entry point, the environment's own
+            // port is for this machine's checks only.
             ports: vec![(
-                "0.0.0.0".into(),
+                if self.config.settings.deployment.all_hostnames().is_empty() {
+                    "0.0.0.0".into()
+                } else {
+                    "127.0.0.1".into()
+                },
                 self.config.settings.deployment.public_port,
                 AGENT_PORT,
             )],
@@ -94,6 +102,7 @@ impl Target {
             labels: n.labels("agent"),
             ledger_route: Some(n.route()),
             create_with: format!("slipway deploy {}", self.config.environment),
+            env: Vec::new(),
         }
     }
 }
@@ -116,6 +125,7 @@ fn agent_spec(site: &AgentSite<'_>, image: &str, name: &str, take_over: bool) ->
         image: image.to_string(),
         cmd: Some(cmd),
         labels: site.labels("agent"),
+        env: site.env.clone(),
         network_of: Some(site.edge.clone()),
         volumes: vec![(site.volume.clone(), AGENT_STATE_DIR.into())],
         // A successor gets its restart policy once it has taken over: a

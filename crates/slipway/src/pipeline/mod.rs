@@ -13,6 +13,7 @@
 pub mod agent;
 pub mod build;
 pub mod context;
+pub mod gateway;
 pub mod http_probe;
 pub mod lock;
 pub mod progress;
@@ -425,6 +426,29 @@ async fn run(
         format!("{} from {image}", t.names.slot(idle)),
     );
 
+    // 9b. HTTPS: the host's shared entry point runs, reaches this
+    // environment, and holds a certificate for every hostname before any
+    // traffic moves.
+    if gateway::is_used(t) {
+        let s = Instant::now();
+        let certs = gateway::prepare(t, &tools_image)
+            .await
+            .map_err(at("https"))?;
+        progress.done(
+            "https",
+            s,
+            true,
+            match certs.as_slice() {
+                [] => "entry point ready (tls: off)".to_string(),
+                certs => certs
+                    .iter()
+                    .map(|c| format!("{} ({})", c.host, c.source))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            },
+        );
+    }
+
     // 10. switch through the agent (it health-checks the slot first), then confirm.
     let client = http_probe::client();
     let baseline = watch::baseline(t, &client).await;
@@ -437,6 +461,9 @@ async fn run(
     watch::confirm(t, &client, &release.id)
         .await
         .map_err(at("switch"))?;
+    if gateway::is_used(t) {
+        gateway::route(t).await.map_err(at("switch"))?;
+    }
     progress.done(
         "switch",
         s,

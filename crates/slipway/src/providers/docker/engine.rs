@@ -368,6 +368,40 @@ impl Engine {
         Ok(true)
     }
 
+    /// Joins a running container to `network` (idempotent): the host's
+    /// shared entry point reaches each environment's edge this way.
+    pub async fn ensure_connected(
+        &self,
+        network: &str,
+        container: &str,
+    ) -> Result<bool, EngineError> {
+        let joined = self
+            .docker
+            .inspect_container(container, None)
+            .await
+            .ok()
+            .and_then(|c| c.network_settings)
+            .and_then(|n| n.networks)
+            .is_some_and(|n| n.contains_key(network));
+        if joined {
+            return Ok(false);
+        }
+        let request = bollard::models::NetworkConnectRequest {
+            container: container.to_string(),
+            endpoint_config: Some(EndpointSettings {
+                aliases: Some(vec![container.to_string()]),
+                ..Default::default()
+            }),
+        };
+        self.docker
+            .connect_network(network, request)
+            .await
+            .map_err(|e| {
+                EngineError::op(format!("connecting {container} to network {network}"), e)
+            })?;
+        Ok(true)
+    }
+
     pub async fn ensure_volume(
         &self,
         name: &str,

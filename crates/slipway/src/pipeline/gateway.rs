@@ -1,0 +1,228 @@
+//! The host's shared entry point: one per engine, on ports 80 and 443
+//! (`providers.docker.entry_point`), for every app and environment deployed
+//! there with `deployment.hostnames`.
+//!
+//! It is the same agent binary as an environment's, run as its own pair of
+//! containers (`slipway-gateway-edge` holds the ports, `slipway-gateway`
+//! serves; see [`super::agent`]), so it is provisioned and upgraded without
+//! a gap the same way. It terminates TLS (certificates per hostname, from
+//! ACME or the operator's files), answers ACME challenges and redirects
+//! plain HTTP on port 80, and routes by SNI and `Host` to each
+//! environment's own edge over the `slipway-gateway-net` network. Each
+//! environment keeps its own agent, lock, history and blue/green switch:
+//! the gateway's route to an environment never changes on a deploy or a
+//! rollback, so one environment's deploy cannot drop another's requests.
+
+use std::collections::HashMap;
+
+use slipway_core::admin::{
+    AdminRequest, AdminResult, CertEnsureArgs, CertInfo, CertSource, DeployArgs, HealthCheck,
+};
+use slipway_core::config::schema::{Tls, TlsMode};
+
+use super::agent::{self, AGENT_PORT, AgentSite, Provisioned};
+use super::context::{StepError, Target};
+use crate::providers::docker::names::{LABEL_APP, LABEL_MANAGED};
+use crate::providers::docker::{AgentClient, AgentError};
+
+/// Container and resource names: one set per engine.
+pub const GATEWAY: &str = "slipway-gateway";
+pub const GATEWAY_EDGE: &str = "slipway-gateway-edge";
+pub const GATEWAY_NETWORK: &str = "slipway-gateway-net";
+const GATEWAY_VOLUME: &str = "slipway-gateway-state";
+/// Ports inside the gateway's network namespace.
+pub const GATEWAY_HTTP_PORT: u16 = AGENT_PORT;
+pub const GATEWAY_HTTPS_PORT: u16 = 8443;
+/// The gateway reads the operator's ACME test root (`acme.ca_root`) from
+/// this variable: a file on the operator's machine, put in the container
+/// where an upgrade's successor gets it too.
+const CA_ROOT_ENV: &str = "SLIPWAY_AGENT_ACME_CA_ROOT_PEM";
+
+/// Whether this environment is served through the shared entry point.
+pub fn is_used(t: &Target) -> bool {
+    !t.config.settings.deployment.all_hostnames().is_empty()
+}
+
+/// The gateway's agent site, with this environment's ACME settings.
+pub fn site(t: &Target) -> Result<AgentSite<'_>, StepError> {
+    let settings = &t.config.settings;
+    let entry = settings
+        .providers
+        .docker
+        .as_ref()
+        .map(|d| d.entry_point.clone())
+        .unwrap_or_default();
+    let mut serve_args = vec![
+        "--tls-listen".to_string(),
+        format!("0.0.0.0:{GATEWAY_HTTPS_PORT}"),
+        "--acme-directory".into(),
+        settings.acme.directory_url().to_string(),
+    ];
+    if let Some(email) = &settings.acme.email {
+        serve_args.extend(["--acme-email".into(), email.clone()]);
+    }
+    let mut env = Vec::new();
+    if let Some(relative) = &settings.acme.ca_root {
+        let path = t.config.path(relative);
+        let pem = fs_err::read_to_string(&path).map_err(|e| {
+            StepError::new(format!("cannot read acme.ca_root {}: {e}", path.display()))
+        })?;
+        env.push(format!("{CA_ROOT_ENV}={pem}"));
+    }
+    Ok(AgentSite {
+        engine: &t.engine,
+        agent: GATEWAY.into(),
+        edge: GATEWAY_EDGE.into(),
+        next: format!("{GATEWAY}-next"),
+        leaving: format!("{GATEWAY}-leaving"),
+        volume: GATEWAY_VOLUME.into(),
+        network: GATEWAY_NETWORK.into(),
+        ports: vec![
+            ("0.0.0.0".into(), entry.http_port, GATEWAY_HTTP_PORT),
+            ("0.0.0.0".into(), entry.https_port, GATEWAY_HTTPS_PORT),
+        ],
+        serve_args,
+        labels: HashMap::from([
+            (LABEL_MANAGED.to_string(), "true".to_string()),
+            (LABEL_APP.to_string(), GATEWAY.to_string()),
+        ]),
+        ledger_route: None,
+        create_with: format!("slipway deploy {}", t.config.environment),
+        env,
+    })
+}
+
+/// The gateway's client.
+pub fn client(t: &Target) -> AgentClient<'_> {
+    AgentClient::new(&t.engine, GATEWAY)
+}
+
+/// Before the switch: the gateway runs, reaches this environment's edge,
+/// and holds a valid certificate for every hostname (so the first request
+/// already has one). A certificate that cannot be obtained stops the deploy
+/// here, with the CA's reason; nothing has moved.
+pub async fn prepare(t: &Target, tools_image: &str) -> Result<Vec<CertInfo>, StepError> {
+    t.engine
+        .ensure_network(GATEWAY_NETWORK, &site(t)?.labels)
+        .await?;
+    let provisioned = ensure(t, tools_image).await?;
+    if provisioned.created {
+        tracing::info!("started the host's shared entry point {GATEWAY}");
+    }
+    t.engine
+        .ensure_connected(GATEWAY_NETWORK, &t.names.edge())
+        .await?;
+    let source = match &t.config.settings.deployment.tls {
+        Tls::Mode(TlsMode::Off) => return Ok(Vec::new()),
+        Tls::Mode(TlsMode::Auto) => CertSource::Acme,
+        Tls::Custom(files) => {
+            let read = |relative: &str, what: &str| {
+                let path = t.config.path(relative);
+                fs_err::read_to_string(&path).map_err(|e| {
+                    StepError::new(format!("cannot read {what} {}: {e}", path.display()))
+                        .hint("deployment.tls names files relative to the repository root")
+                })
+            };
+            CertSource::Custom {
+                cert_pem: read(&files.cert, "the certificate")?,
+                key_pem: read(&files.key, "the private key")?,
+            }
+        }
+    };
+    let mut certs = Vec::new();
+    for host in t.config.settings.deployment.all_hostnames() {
+        let request = AdminRequest::CertEnsure(CertEnsureArgs {
+            host: host.clone(),
+            source: source.clone(),
+        });
+        match client(t).call(&request).await {
+            Ok(AdminResult::Certs { certs: got }) => certs.extend(got),
+            Ok(other) => {
+                return Err(StepError::new(format!(
+                    "unexpected answer from {GATEWAY}: {other:?}"
+                )));
+            }
+            Err(AgentError::Refused(e)) => {
+                return Err(StepError::new(format!(
+                    "no certificate for {host}: {}",
+                    e.message
+                ))
+                .hint(
+                    "traffic stayed where it was. For ACME the name must resolve to this host and \
+                     its port 80 (or 443) must be reachable from the internet; \
+                     `slipway status <env>` shows each certificate's last error",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(certs)
+}
+
+/// The gateway's containers, created or started; upgraded (without a gap)
+/// when they run another build of Slipway, as an environment's agent is.
+async fn ensure(t: &Target, tools_image: &str) -> Result<Provisioned, StepError> {
+    let site = site(t)?;
+    let provisioned = agent::ensure_site(&site, tools_image).await?;
+    if agent::deploy_agent_plan(&provisioned, tools_image, env!("CARGO_PKG_VERSION"))
+        == agent::DeployAgentPlan::Upgrade
+    {
+        agent::upgrade_site(&site, tools_image, false, &|l: &str| {
+            tracing::info!("{GATEWAY}: {l}")
+        })
+        .await?;
+    }
+    Ok(provisioned)
+}
+
+/// After this environment's own switch: the gateway routes its hostnames
+/// to its edge. Only when that route is missing or names other hostnames:
+/// the route never changes on a deploy or a rollback.
+pub async fn route(t: &Target) -> Result<bool, StepError> {
+    let hosts = t.config.settings.deployment.all_hostnames();
+    let route_name = t.names.route();
+    let target = format!("{}:{AGENT_PORT}", t.names.edge());
+    let current = match client(t).call(&AdminRequest::Routes).await? {
+        AdminResult::Routes { routes } => routes.into_iter().find(|r| r.app == route_name),
+        other => {
+            return Err(StepError::new(format!(
+                "unexpected answer from {GATEWAY}: {other:?}"
+            )));
+        }
+    };
+    let same = current
+        .as_ref()
+        .is_some_and(|r| r.hosts == hosts && r.active.as_ref().is_some_and(|a| a.target == target));
+    if same {
+        return Ok(false);
+    }
+    let settings = &t.config.settings;
+    let request = AdminRequest::Deploy(DeployArgs {
+        app: route_name,
+        target,
+        release: "edge".into(),
+        slot: None,
+        hosts,
+        health: HealthCheck {
+            path: settings.health.path.clone(),
+            ..HealthCheck::default()
+        },
+        drain_timeout_ms: settings.deployment.drain_timeout.0.as_millis() as u64,
+    });
+    client(t).call(&request).await?;
+    Ok(true)
+}
+
+/// Certificates of this environment's hostnames, as the gateway serves them.
+pub async fn certs(t: &Target) -> Result<Vec<CertInfo>, StepError> {
+    let hosts = t.config.settings.deployment.all_hostnames();
+    match client(t).call(&AdminRequest::Certs).await? {
+        AdminResult::Certs { certs } => Ok(certs
+            .into_iter()
+            .filter(|c| hosts.contains(&c.host))
+            .collect()),
+        other => Err(StepError::new(format!(
+            "unexpected answer from {GATEWAY}: {other:?}"
+        ))),
+    }
+}
