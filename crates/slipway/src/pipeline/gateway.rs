@@ -23,7 +23,7 @@ use slipway_core::config::schema::{Tls, TlsMode};
 use super::agent::{self, AGENT_PORT, AgentSite, Provisioned};
 use super::context::{StepError, Target};
 use crate::providers::docker::names::{LABEL_APP, LABEL_MANAGED};
-use crate::providers::docker::{AgentClient, AgentError};
+use crate::providers::docker::{AgentClient, AgentError, ContainerInfo};
 
 /// Container and resource names: one set per engine.
 pub const GATEWAY: &str = "slipway-gateway";
@@ -85,11 +85,44 @@ pub fn site(t: &Target) -> Result<AgentSite<'_>, StepError> {
         labels: HashMap::from([
             (LABEL_MANAGED.to_string(), "true".to_string()),
             (LABEL_APP.to_string(), GATEWAY.to_string()),
+            (
+                LABEL_SETTINGS.to_string(),
+                settings_label(
+                    entry.http_port,
+                    entry.https_port,
+                    settings.acme.directory_url(),
+                ),
+            ),
         ]),
         ledger_route: None,
         create_with: format!("slipway deploy {}", t.config.environment),
         env,
     })
+}
+
+/// What every environment sharing the entry point must agree on, recorded
+/// on its containers.
+const LABEL_SETTINGS: &str = "slipway.entry-point";
+
+fn settings_label(http_port: u16, https_port: u16, directory: &str) -> String {
+    format!("http={http_port} https={https_port} acme={directory}")
+}
+
+/// Refuses to use an entry point made with other ports or another ACME
+/// directory: it is one per engine, and silently changing it would move
+/// every other environment's traffic or certificates.
+fn check_agreement(existing: &ContainerInfo, wanted: &str, env: &str) -> Result<(), StepError> {
+    match existing.labels.get(LABEL_SETTINGS) {
+        Some(have) if have != wanted => Err(StepError::new(format!(
+            "the host's shared entry point {} runs with {have}, but `{env}` asks for {wanted}",
+            existing.name
+        ))
+        .hint(
+            "the entry point is one per engine: give every environment on this host the same \
+             providers.docker.entry_point and acme.directory",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The gateway's client.
@@ -163,6 +196,12 @@ pub async fn prepare(t: &Target, tools_image: &str) -> Result<Vec<CertInfo>, Ste
 /// when they run another build of Slipway, as an environment's agent is.
 async fn ensure(t: &Target, tools_image: &str) -> Result<Provisioned, StepError> {
     let site = site(t)?;
+    let wanted = site.labels.get(LABEL_SETTINGS).cloned().unwrap_or_default();
+    for name in [GATEWAY_EDGE, GATEWAY] {
+        if let Some(existing) = t.engine.inspect(name).await {
+            check_agreement(&existing, &wanted, &t.config.environment)?;
+        }
+    }
     let provisioned = agent::ensure_site(&site, tools_image).await?;
     if agent::deploy_agent_plan(&provisioned, tools_image, env!("CARGO_PKG_VERSION"))
         == agent::DeployAgentPlan::Upgrade
@@ -224,5 +263,41 @@ pub async fn certs(t: &Target) -> Result<Vec<CertInfo>, StepError> {
         other => Err(StepError::new(format!(
             "unexpected answer from {GATEWAY}: {other:?}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(labels: &[(&str, &str)]) -> ContainerInfo {
+        ContainerInfo {
+            name: GATEWAY.into(),
+            image: "slipway-tools:abc".into(),
+            running: true,
+            crashing: false,
+            exit_code: None,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            id: "id".into(),
+            network_mode: String::new(),
+            started_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn environments_must_agree_on_the_shared_entry_point() {
+        let wanted = settings_label(80, 443, "https://acme.example/dir");
+        let same = container(&[(LABEL_SETTINGS, &wanted)]);
+        assert!(check_agreement(&same, &wanted, "production").is_ok());
+        let other = settings_label(8080, 8443, "https://acme.example/dir");
+        let err = check_agreement(&container(&[(LABEL_SETTINGS, &other)]), &wanted, "staging")
+            .expect_err("other ports");
+        assert!(err.message.contains("http=8080"), "{}", err.message);
+        assert!(err.message.contains("`staging`"), "{}", err.message);
+        // An entry point without the label (made by hand) is not judged.
+        assert!(check_agreement(&container(&[]), &wanted, "production").is_ok());
     }
 }
