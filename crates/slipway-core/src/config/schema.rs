@@ -349,6 +349,10 @@ pub struct DockerProvider {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EntryPoint {
+    /// Names its containers (`<name>`, `<name>-edge`), network and volume.
+    #[serde(default = "default_entry_point_name")]
+    #[schemars(pattern(r"^[a-z][a-z0-9-]{0,40}$"))]
+    pub name: String,
     #[serde(default = "default_http_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub http_port: u16,
@@ -360,6 +364,7 @@ pub struct EntryPoint {
 impl Default for EntryPoint {
     fn default() -> Self {
         Self {
+            name: default_entry_point_name(),
             http_port: default_http_port(),
             https_port: default_https_port(),
         }
@@ -485,6 +490,9 @@ fn default_true() -> bool {
 }
 fn default_acme_directory() -> String {
     "letsencrypt".into()
+}
+fn default_entry_point_name() -> String {
+    "slipway-gateway".into()
 }
 fn default_http_port() -> u16 {
     80

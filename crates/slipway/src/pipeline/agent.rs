@@ -65,6 +65,8 @@ pub struct AgentSite<'a> {
     pub create_with: String,
     /// `NAME=value` for the agent's container.
     pub env: Vec<String>,
+    /// /etc/hosts entries of the edge (the agent shares its namespace).
+    pub extra_hosts: Vec<String>,
 }
 
 impl AgentSite<'_> {
@@ -103,6 +105,7 @@ impl Target {
             ledger_route: Some(n.route()),
             create_with: format!("slipway deploy {}", self.config.environment),
             env: Vec::new(),
+            extra_hosts: Vec::new(),
         }
     }
 }
@@ -145,6 +148,7 @@ fn edge_spec(site: &AgentSite<'_>, image: &str) -> ContainerSpec {
         network: Some(site.network.clone()),
         aliases: vec![site.edge.clone()],
         ports: site.ports.clone(),
+        extra_hosts: site.extra_hosts.clone(),
         restart: true,
         stop_timeout: Some(5),
         ..Default::default()

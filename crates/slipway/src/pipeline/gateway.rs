@@ -18,18 +18,43 @@ use std::collections::HashMap;
 use slipway_core::admin::{
     AdminRequest, AdminResult, CertEnsureArgs, CertInfo, CertSource, DeployArgs, HealthCheck,
 };
-use slipway_core::config::schema::{Tls, TlsMode};
+use slipway_core::config::schema::{EntryPoint, Tls, TlsMode};
 
 use super::agent::{self, AGENT_PORT, AgentSite, Provisioned};
 use super::context::{StepError, Target};
 use crate::providers::docker::names::{LABEL_APP, LABEL_MANAGED};
 use crate::providers::docker::{AgentClient, AgentError, ContainerInfo};
 
-/// Container and resource names: one set per engine.
-pub const GATEWAY: &str = "slipway-gateway";
-pub const GATEWAY_EDGE: &str = "slipway-gateway-edge";
-pub const GATEWAY_NETWORK: &str = "slipway-gateway-net";
-const GATEWAY_VOLUME: &str = "slipway-gateway-state";
+/// Names of the entry point's containers, network and volume, from
+/// `providers.docker.entry_point.name` (default `slipway-gateway`).
+pub struct GatewayNames {
+    pub agent: String,
+    pub edge: String,
+    pub network: String,
+    pub volume: String,
+}
+
+impl GatewayNames {
+    pub fn of(t: &Target) -> Self {
+        let name = entry_point(t).name;
+        Self {
+            edge: format!("{name}-edge"),
+            network: format!("{name}-net"),
+            volume: format!("{name}-state"),
+            agent: name,
+        }
+    }
+}
+
+fn entry_point(t: &Target) -> EntryPoint {
+    t.config
+        .settings
+        .providers
+        .docker
+        .as_ref()
+        .map(|d| d.entry_point.clone())
+        .unwrap_or_default()
+}
 /// Ports inside the gateway's network namespace.
 pub const GATEWAY_HTTP_PORT: u16 = AGENT_PORT;
 pub const GATEWAY_HTTPS_PORT: u16 = 8443;
@@ -46,12 +71,8 @@ pub fn is_used(t: &Target) -> bool {
 /// The gateway's agent site, with this environment's ACME settings.
 pub fn site(t: &Target) -> Result<AgentSite<'_>, StepError> {
     let settings = &t.config.settings;
-    let entry = settings
-        .providers
-        .docker
-        .as_ref()
-        .map(|d| d.entry_point.clone())
-        .unwrap_or_default();
+    let entry = entry_point(t);
+    let n = GatewayNames::of(t);
     let mut serve_args = vec![
         "--tls-listen".to_string(),
         format!("0.0.0.0:{GATEWAY_HTTPS_PORT}"),
@@ -71,12 +92,12 @@ pub fn site(t: &Target) -> Result<AgentSite<'_>, StepError> {
     }
     Ok(AgentSite {
         engine: &t.engine,
-        agent: GATEWAY.into(),
-        edge: GATEWAY_EDGE.into(),
-        next: format!("{GATEWAY}-next"),
-        leaving: format!("{GATEWAY}-leaving"),
-        volume: GATEWAY_VOLUME.into(),
-        network: GATEWAY_NETWORK.into(),
+        next: format!("{}-next", n.agent),
+        leaving: format!("{}-leaving", n.agent),
+        agent: n.agent.clone(),
+        edge: n.edge,
+        volume: n.volume,
+        network: n.network,
         ports: vec![
             ("0.0.0.0".into(), entry.http_port, GATEWAY_HTTP_PORT),
             ("0.0.0.0".into(), entry.https_port, GATEWAY_HTTPS_PORT),
@@ -84,7 +105,7 @@ pub fn site(t: &Target) -> Result<AgentSite<'_>, StepError> {
         serve_args,
         labels: HashMap::from([
             (LABEL_MANAGED.to_string(), "true".to_string()),
-            (LABEL_APP.to_string(), GATEWAY.to_string()),
+            (LABEL_APP.to_string(), n.agent),
             (
                 LABEL_SETTINGS.to_string(),
                 settings_label(
@@ -97,6 +118,9 @@ pub fn site(t: &Target) -> Result<AgentSite<'_>, StepError> {
         ledger_route: None,
         create_with: format!("slipway deploy {}", t.config.environment),
         env,
+        // A CA or other service on this machine is reachable from the entry
+        // point as `host.docker.internal`.
+        extra_hosts: vec!["host.docker.internal:host-gateway".into()],
     })
 }
 
@@ -127,7 +151,7 @@ fn check_agreement(existing: &ContainerInfo, wanted: &str, env: &str) -> Result<
 
 /// The gateway's client.
 pub fn client(t: &Target) -> AgentClient<'_> {
-    AgentClient::new(&t.engine, GATEWAY)
+    AgentClient::new(&t.engine, GatewayNames::of(t).agent)
 }
 
 /// Before the switch: the gateway runs, reaches this environment's edge,
@@ -135,15 +159,16 @@ pub fn client(t: &Target) -> AgentClient<'_> {
 /// already has one). A certificate that cannot be obtained stops the deploy
 /// here, with the CA's reason; nothing has moved.
 pub async fn prepare(t: &Target, tools_image: &str) -> Result<Vec<CertInfo>, StepError> {
+    let names = GatewayNames::of(t);
     t.engine
-        .ensure_network(GATEWAY_NETWORK, &site(t)?.labels)
+        .ensure_network(&names.network, &site(t)?.labels)
         .await?;
     let provisioned = ensure(t, tools_image).await?;
     if provisioned.created {
-        tracing::info!("started the host's shared entry point {GATEWAY}");
+        tracing::info!("started the host's shared entry point {}", names.agent);
     }
     t.engine
-        .ensure_connected(GATEWAY_NETWORK, &t.names.edge())
+        .ensure_connected(&names.network, &t.names.edge())
         .await?;
     let source = match &t.config.settings.deployment.tls {
         Tls::Mode(TlsMode::Off) => return Ok(Vec::new()),
@@ -172,7 +197,7 @@ pub async fn prepare(t: &Target, tools_image: &str) -> Result<Vec<CertInfo>, Ste
             Ok(AdminResult::Certs { certs: got }) => certs.extend(got),
             Ok(other) => {
                 return Err(StepError::new(format!(
-                    "unexpected answer from {GATEWAY}: {other:?}"
+                    "unexpected answer from the entry point: {other:?}"
                 )));
             }
             Err(AgentError::Refused(e)) => {
@@ -197,7 +222,7 @@ pub async fn prepare(t: &Target, tools_image: &str) -> Result<Vec<CertInfo>, Ste
 async fn ensure(t: &Target, tools_image: &str) -> Result<Provisioned, StepError> {
     let site = site(t)?;
     let wanted = site.labels.get(LABEL_SETTINGS).cloned().unwrap_or_default();
-    for name in [GATEWAY_EDGE, GATEWAY] {
+    for name in [&site.edge, &site.agent] {
         if let Some(existing) = t.engine.inspect(name).await {
             check_agreement(&existing, &wanted, &t.config.environment)?;
         }
@@ -207,7 +232,7 @@ async fn ensure(t: &Target, tools_image: &str) -> Result<Provisioned, StepError>
         == agent::DeployAgentPlan::Upgrade
     {
         agent::upgrade_site(&site, tools_image, false, &|l: &str| {
-            tracing::info!("{GATEWAY}: {l}")
+            tracing::info!("entry point: {l}")
         })
         .await?;
     }
@@ -225,7 +250,7 @@ pub async fn route(t: &Target) -> Result<bool, StepError> {
         AdminResult::Routes { routes } => routes.into_iter().find(|r| r.app == route_name),
         other => {
             return Err(StepError::new(format!(
-                "unexpected answer from {GATEWAY}: {other:?}"
+                "unexpected answer from the entry point: {other:?}"
             )));
         }
     };
@@ -261,7 +286,7 @@ pub async fn certs(t: &Target) -> Result<Vec<CertInfo>, StepError> {
             .filter(|c| hosts.contains(&c.host))
             .collect()),
         other => Err(StepError::new(format!(
-            "unexpected answer from {GATEWAY}: {other:?}"
+            "unexpected answer from the entry point: {other:?}"
         ))),
     }
 }
@@ -272,7 +297,7 @@ mod tests {
 
     fn container(labels: &[(&str, &str)]) -> ContainerInfo {
         ContainerInfo {
-            name: GATEWAY.into(),
+            name: "slipway-gateway".into(),
             image: "slipway-tools:abc".into(),
             running: true,
             crashing: false,

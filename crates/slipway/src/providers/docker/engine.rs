@@ -78,6 +78,8 @@ pub struct ContainerSpec {
     pub volumes: Vec<(String, String)>,
     pub restart: bool,
     pub stop_timeout: Option<i64>,
+    /// `name:address` lines for /etc/hosts (`host-gateway` is the host).
+    pub extra_hosts: Vec<String>,
 }
 
 pub struct ExecOutput {
@@ -524,6 +526,7 @@ impl Engine {
                 Some(owner) => Some(format!("container:{owner}")),
                 None => spec.network.clone(),
             },
+            extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
             ..Default::default()
         };
         let network = spec.network.as_ref().filter(|_| spec.network_of.is_none());
