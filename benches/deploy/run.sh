@@ -122,7 +122,9 @@ if ((rows > 0)); then
   log "growing the database to $rows events (secondary indexes dropped for the load, then rebuilt) ..."
   t0=$(date +%s)
   dbq >/dev/null <<SQL
-SET maintenance_work_mem = '512MB';
+-- Serial builds: parallel ones need more /dev/shm than a container has (64 MB).
+SET maintenance_work_mem = '256MB';
+SET max_parallel_maintenance_workers = 0;
 CREATE TEMP TABLE saved AS
   SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'events' AND indexname <> 'events_pkey';
 DO \$\$ DECLARE r record; BEGIN
