@@ -122,8 +122,9 @@ if ((rows > 0)); then
   log "growing the database to $rows events (secondary indexes dropped for the load, then rebuilt) ..."
   t0=$(date +%s)
   dbq >/dev/null <<SQL
--- Serial builds: parallel ones need more /dev/shm than a container has (64 MB).
-SET maintenance_work_mem = '256MB';
+-- Serial builds (parallel ones need more /dev/shm than a container has); the
+-- HNSW graph of 1M vectors needs about 700 MB to build in memory.
+SET maintenance_work_mem = '1GB';
 SET max_parallel_maintenance_workers = 0;
 CREATE TEMP TABLE saved AS
   SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'events' AND indexname <> 'events_pkey';
