@@ -149,6 +149,21 @@ pub struct Snapshots {
     #[serde(default = "default_retention_days")]
     #[schemars(range(min = 1, max = 3650))]
     pub retention_days: u32,
+    /// When a deploy snapshots the database before migrating.
+    #[serde(default)]
+    pub when: SnapshotWhen,
+}
+
+/// `when_migrating` (default): only when the release has a migration to
+/// apply (or whether it has cannot be read quickly).
+/// `always`: before every deploy's migrate step.
+// Variant docs would turn the schema into `oneOf` consts; one enum list gives better errors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotWhen {
+    #[default]
+    WhenMigrating,
+    Always,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -521,6 +536,7 @@ impl Default for Snapshots {
         Self {
             dir: default_snapshot_dir(),
             retention_days: default_retention_days(),
+            when: SnapshotWhen::default(),
         }
     }
 }

@@ -276,6 +276,26 @@ mod tests {
     }
 
     #[test]
+    fn snapshot_when_takes_one_of_its_two_values() {
+        let with = |when: &str| format!("{VALID}  snapshots:\n    when: {when}\n");
+        for ok in ["when_migrating", "always"] {
+            assert_eq!(
+                schema_problems(&yaml(&with(ok)), &settings_schema(), false),
+                vec![]
+            );
+        }
+        let problems = schema_problems(&yaml(&with("allways")), &settings_schema(), false);
+        let all: String = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems.len(), 1, "{all}");
+        assert!(
+            all.contains("d.yml:10:11: error: `database.snapshots.when` is not an allowed value"),
+            "{all}"
+        );
+        assert!(all.contains("one of: when_migrating, always"), "{all}");
+        assert!(all.contains("did you mean `always`?"), "{all}");
+    }
+
+    #[test]
     fn missing_required_key_points_at_parent() {
         let problems = schema_problems(
             &yaml("app:\n  name: x\n  build: {dockerfile: D}\n"),

@@ -55,12 +55,11 @@ pub fn run(args: &DeployArgs, global: &GlobalArgs, printer: &Printer) -> Result<
                         "hint": failure.error.hint, "rolled_back": failure.rolled_back, "steps": failure.steps,
                     }));
                 }
-                let exit =
-                    if failure.step == "lock" && failure.error.message.contains("holds the lock") {
-                        Exit::Conflict
-                    } else {
-                        Exit::Failed
-                    };
+                let held = (failure.step == "lock"
+                    && failure.error.message.contains("holds the lock"))
+                    || (failure.step == "preflight"
+                        && failure.error.message.contains("holds the migration lock"));
+                let exit = if held { Exit::Conflict } else { Exit::Failed };
                 let mut err = step_error(exit, failure.error);
                 err.message = format!("deploy failed at step `{}`: {}", failure.step, err.message);
                 if failure.rolled_back {

@@ -10,16 +10,16 @@ use crate::exit::{CliError, Exit};
 use crate::output::Printer;
 use crate::pipeline::context::Target;
 use crate::pipeline::{http_probe, lock, recover};
+use crate::tasks::StillRunning;
 
 pub fn run(env: &str, global: &crate::cli::GlobalArgs, printer: &Printer) -> Result<(), CliError> {
     block_on(async {
         let t = connect(global, env, printer).await?;
-        for note in recover::recover(&t)
-            .await
-            .map_err(|e| step_error(Exit::Failed, e))?
-        {
-            printer.note(&format!("repair: {note}"));
-        }
+        recover::recover(&t, StillRunning::Report, &|note: &str| {
+            printer.note(&format!("repair: {note}"))
+        })
+        .await
+        .map_err(|e| step_error(Exit::Failed, e))?;
         let ledger = t
             .ledger()
             .await

@@ -21,7 +21,7 @@ pub struct Held {
 
 /// Whether a lock was left by a process of this machine that no longer runs.
 pub fn is_orphaned(lock: &Lock) -> bool {
-    lock.hostname == hostname() && !std::path::Path::new(&format!("/proc/{}", lock.pid)).exists()
+    crate::owner::is_gone(&lock.hostname, lock.pid)
 }
 
 pub fn describe(lock: &Lock) -> String {

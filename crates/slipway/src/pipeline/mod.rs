@@ -8,7 +8,8 @@
 //!     (and upgrade an agent of another build)
 //!  4. build `<app>:<release>`                  10. switch through the agent + confirm
 //!  5. provision the database (+ extensions)    11. watch; switch back on failure
-//!  6. snapshot the database                    12. retire old slot, prune, record, unlock
+//!  6. read what is pending; snapshot the       12. retire old slot, prune, record, unlock
+//!     database (by default only if something is)
 
 pub mod agent;
 pub mod build;
@@ -36,7 +37,8 @@ use progress::{Progress, StepRecord};
 use release::Release;
 
 use crate::providers::docker::names::Slot;
-use crate::tasks::{self, MigrateAction, TaskContext};
+use crate::tasks::{self, MigrateAction, Pending, TaskContext};
+use slipway_core::config::schema::SnapshotWhen;
 
 #[derive(Clone, Debug, Default)]
 pub struct DeployOptions {
@@ -54,6 +56,8 @@ pub struct DeployReport {
     pub previous_release: Option<String>,
     pub url: String,
     pub snapshot: Option<String>,
+    /// Why no snapshot was taken, when none was.
+    pub snapshot_skipped: Option<String>,
     pub migrations: serde_json::Value,
     pub steps: Vec<StepRecord>,
     pub total_ms: u64,
@@ -194,9 +198,11 @@ async fn run(
         )
     })?;
     state.release = Some(release.clone());
-    for note in recover::recover(t).await.map_err(at("preflight"))? {
-        progress.note(&note);
-    }
+    recover::recover(t, recover::wait_for_migrations(t), &|n: &str| {
+        progress.note(n)
+    })
+    .await
+    .map_err(at("preflight"))?;
     progress.done(
         "preflight",
         s,
@@ -333,19 +339,43 @@ async fn run(
         },
     );
 
-    // 6. snapshot (only when there is a schema to protect).
+    // 6. snapshot: only when there is a schema to protect and (by default)
+    // a migration to protect it from. Whether one is pending is read first,
+    // in milliseconds, from the database container.
     let ctx = TaskContext {
         engine: &t.engine,
         names: &t.names,
         config: &t.config,
     };
+    let migrations_dir = release
+        .source_root
+        .join(&t.config.settings.database.migrations);
     let mut snapshot = None;
+    let mut snapshot_skipped = None;
+    let mut pending = None;
     if !opts.skip_migrations {
         let s = Instant::now();
-        if tasks::database_has_schema(&ctx)
+        let p = tasks::pending_migrations(&ctx, &migrations_dir).await;
+        progress.done("pending", s, true, describe_pending(&p));
+        pending = Some(p);
+    }
+    if let Some(p) = &pending {
+        let s = Instant::now();
+        let when = t.config.settings.database.snapshots.when;
+        let skip = if when == SnapshotWhen::WhenMigrating && matches!(p, Pending::Nothing { .. }) {
+            Some("no pending migration (database.snapshots.when: when_migrating)".to_string())
+        } else if tasks::database_has_schema(&ctx)
             .await
             .map_err(|e| ("snapshot".to_string(), e.into()))?
         {
+            None
+        } else {
+            Some("the database has no schema yet".to_string())
+        };
+        if let Some(why) = skip {
+            progress.done("snapshot", s, true, format!("skipped: {why}"));
+            snapshot_skipped = Some(why);
+        } else {
             let snap = tasks::snapshot_create(&ctx, "pre-migrate", &release.id, &release.commit)
                 .await
                 .map_err(|e| ("snapshot".to_string(), e.into()))?;
@@ -353,27 +383,31 @@ async fn run(
             progress.done("snapshot", s, true, path.clone());
             snapshot = Some(path);
             state.snapshot = snapshot.clone();
-        } else {
-            progress.done(
-                "snapshot",
-                s,
-                true,
-                "skipped: the database has no schema yet",
-            );
         }
     }
 
-    // 7. migrate, with the new release's migrations, next to the database.
+    // 7. migrate, with the new release's migrations, next to the database
+    // (no container at all when nothing is pending).
     let mut migrations = json!(null);
-    if !opts.skip_migrations {
+    if let Some(Pending::Nothing { version }) = &pending {
         let s = Instant::now();
-        let dir = release
-            .source_root
-            .join(&t.config.settings.database.migrations);
+        state.migrations_run = Some(0);
+        migrations = json!({
+            "from": version, "to": version, "applied": [], "adopted": [],
+            "skipped": "nothing pending",
+        });
+        progress.done(
+            "migrate",
+            s,
+            true,
+            format!("nothing to apply, at version {}", show_version(*version)),
+        );
+    } else if pending.is_some() {
+        let s = Instant::now();
         let report = tasks::migrate(
             &ctx,
             &tools_image,
-            &dir,
+            &migrations_dir,
             MigrateAction::Up { limit: None },
             Some(&release.id),
         )
@@ -565,10 +599,36 @@ async fn run(
         previous_release: state.previous.clone(),
         url: t.public_url("/"),
         snapshot,
+        snapshot_skipped,
         migrations,
         steps: progress.steps.clone(),
         total_ms: command_started.elapsed().as_millis() as u64,
         switched_after_ms: Some(switched_after.as_millis() as u64),
         release,
     })
+}
+
+/// The `pending` step's detail.
+fn describe_pending(p: &Pending) -> String {
+    match p {
+        Pending::Nothing { version } => format!(
+            "none: the database is at version {}, as the release",
+            show_version(*version)
+        ),
+        Pending::Some { from, versions } => format!(
+            "{} to apply ({}) over version {}",
+            versions.len(),
+            versions
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            show_version(*from)
+        ),
+        Pending::Unknown { reason } => format!("left to the migrate step: {reason}"),
+    }
+}
+
+fn show_version(v: Option<u64>) -> String {
+    v.map_or("none".into(), |v| v.to_string())
 }

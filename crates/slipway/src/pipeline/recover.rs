@@ -9,6 +9,11 @@
 //!   slot), that release passed the agent's health check and is serving, so
 //!   it is recorded as the current deployment rather than yanked away; its
 //!   watch window is what was lost, and the note says so.
+//! - A one-off migrate container whose command died is settled (see
+//!   `tasks::settle_leftover_migrations`): a migration still running there
+//!   holds the migration lock, so `deploy` and `rollback` wait for it (up to
+//!   `database.migration.lock_wait`, with progress) and `status` reports it;
+//!   once it has ended, its outcome is noted and the container removed.
 
 use slipway_core::ledger::AppLedger;
 
@@ -16,8 +21,36 @@ use super::context::{StepError, Target};
 use super::lock;
 use super::record;
 use crate::providers::docker::names::{LABEL_DEPLOYMENT, LABEL_RELEASE, Slot};
+use crate::tasks::{self, StillRunning, TaskContext};
 
-pub async fn recover(t: &Target) -> Result<Vec<String>, StepError> {
+/// Repairs what an interrupted command left; each repair is said to `note`
+/// as it happens.
+pub async fn recover(
+    t: &Target,
+    still_running: StillRunning,
+    note: &dyn Fn(&str),
+) -> Result<(), StepError> {
+    let ctx = TaskContext {
+        engine: &t.engine,
+        names: &t.names,
+        config: &t.config,
+    };
+    tasks::settle_leftover_migrations(&ctx, still_running, note)
+        .await
+        .map_err(StepError::from)?;
+    for n in interrupted_deploy(t).await? {
+        note(&n);
+    }
+    Ok(())
+}
+
+/// How long `deploy` and `rollback` wait for a leftover migration: as long
+/// as their own migration would wait for its lock.
+pub fn wait_for_migrations(t: &Target) -> StillRunning {
+    StillRunning::Wait(t.config.settings.database.migration.lock_wait.0)
+}
+
+async fn interrupted_deploy(t: &Target) -> Result<Vec<String>, StepError> {
     let Some(ledger) = t.ledger().await? else {
         return Ok(Vec::new());
     };

@@ -168,10 +168,4 @@ pub fn deployer() -> String {
     }
 }
 
-pub fn hostname() -> String {
-    fs_err::read_to_string("/etc/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".into())
-}
+pub use crate::owner::hostname;

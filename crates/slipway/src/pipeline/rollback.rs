@@ -61,9 +61,10 @@ pub async fn rollback(
 ) -> Result<RollbackReport, RollbackError> {
     let started = Instant::now();
     let s = Instant::now();
-    for note in recover::recover(t).await? {
-        progress.note(&note);
-    }
+    recover::recover(t, recover::wait_for_migrations(t), &|n: &str| {
+        progress.note(n)
+    })
+    .await?;
     let ledger = t.ledger().await?.ok_or_else(|| {
         StepError::new(format!(
             "nothing is deployed to `{}` yet (no agent runs)",

@@ -13,6 +13,20 @@ use super::tools_image::MIGRATIONS_MOUNT;
 use super::{TaskContext, TaskError, database_url, require_database};
 use crate::exit::Exit;
 use crate::providers::docker::ContainerSpec;
+use crate::providers::docker::names::{LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_TASK, Names};
+
+/// `slipway.task` of a one-off migrate container.
+pub const MIGRATE_TASK: &str = "migrate";
+
+/// A migrate container's labels: the environment's, what it runs, and who
+/// started it (see `migrate_leftover`).
+fn migrate_labels(names: &Names) -> std::collections::HashMap<String, String> {
+    let mut labels = names.labels("task");
+    labels.insert(LABEL_TASK.into(), MIGRATE_TASK.into());
+    labels.insert(LABEL_OWNER_HOST.into(), crate::owner::hostname());
+    labels.insert(LABEL_OWNER_PID.into(), std::process::id().to_string());
+    labels
+}
 
 /// What to do with the migrations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,7 +126,7 @@ pub async fn migrate(
             format!("{PROGRESS_ENV}=1"),
         ],
         cmd: Some(cmd),
-        labels: ctx.names.labels("task"),
+        labels: migrate_labels(ctx.names),
         network: Some(ctx.names.network()),
         ..Default::default()
     };
@@ -173,14 +187,14 @@ pub const PROGRESS_ENV: &str = "SLIPWAY_TASK_PROGRESS";
 pub const PROGRESS_MARKER: &str = "slipway-progress: ";
 
 /// The progress text of a marked log line.
-fn progress_line(line: &str) -> Option<&str> {
+pub(super) fn progress_line(line: &str) -> Option<&str> {
     line.trim_end_matches(['\r', '\n'])
         .strip_prefix(PROGRESS_MARKER)
 }
 
 /// The container's outcome as a report or an error. Its stdout is one JSON
 /// document; its stderr is progress (already relayed) and error text.
-fn interpret(
+pub(super) fn interpret(
     action: MigrateAction,
     code: i64,
     stdout: &str,

@@ -6,6 +6,8 @@
 //! migration runs the same way whether an operator or a deploy starts it.
 
 mod migrate;
+mod migrate_leftover;
+mod pending;
 mod progress;
 mod snapshot;
 mod tools_image;
@@ -21,6 +23,8 @@ use crate::providers::docker::names::Names;
 use crate::providers::docker::{Engine, EngineError};
 
 pub use migrate::{MigrateAction, PROGRESS_ENV, PROGRESS_MARKER, migrate};
+pub use migrate_leftover::{StillRunning, settle_leftover_migrations};
+pub use pending::{Pending, pending_migrations};
 pub use progress::with_progress;
 pub use snapshot::{database_has_schema, snapshot_create, snapshot_owner, snapshot_restore};
 pub use tools_image::{ensure_tools_image, tools_image_tag};

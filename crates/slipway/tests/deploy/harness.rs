@@ -80,7 +80,8 @@ impl App {
             )
             .unwrap();
         }
-        let bin = workspace_root().join("target/debug/events-server");
+        // Beside the slipway binary under test: wherever CARGO_TARGET_DIR puts it.
+        let bin = Path::new(env!("CARGO_BIN_EXE_slipway")).with_file_name("events-server");
         let config = fs::read_to_string(example.join("deploy/config/deployment.yml")).unwrap();
         // Same configuration, but a build command that stages the prebuilt
         // binary, and this test's own name.

@@ -6,6 +6,7 @@
 mod agent_upgrade;
 mod harness;
 mod load;
+mod migrations;
 
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};

@@ -13,6 +13,12 @@ pub const LABEL_ROLE: &str = "slipway.role";
 pub const LABEL_SLOT: &str = "slipway.slot";
 pub const LABEL_RELEASE: &str = "slipway.release";
 pub const LABEL_DEPLOYMENT: &str = "slipway.deployment";
+/// On a one-off task container: what it runs (`migrate`).
+pub const LABEL_TASK: &str = "slipway.task";
+/// On a one-off task container: the host name and pid of the command that
+/// started it, so the next command can tell a leftover from live work.
+pub const LABEL_OWNER_HOST: &str = "slipway.owner.host";
+pub const LABEL_OWNER_PID: &str = "slipway.owner.pid";
 
 /// Blue or green: the two places a release can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
