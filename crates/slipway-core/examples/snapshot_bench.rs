@@ -3,7 +3,8 @@
 //! JSON line with the timings and this process's peak memory (`VmHWM`).
 //!
 //! ```text
-//! SLIPWAY_BENCH_DATABASE_URL=postgres://... snapshot_bench snapshot <container> <dir>
+//! SLIPWAY_BENCH_DATABASE_URL=postgres://... snapshot_bench snapshot <container> <dir> [custom|directory] [jobs]
+//! SLIPWAY_BENCH_DATABASE_URL=postgres://... snapshot_bench restore <container> <file> [jobs]
 //! SLIPWAY_BENCH_DATABASE_URL=postgres://... snapshot_bench migrate <migrations-dir>
 //! ```
 //!
@@ -16,7 +17,7 @@ use std::time::Instant;
 
 use slipway_core::migrate::{MigrationSet, Runner, RunnerOptions};
 use slipway_core::secret::Secret;
-use slipway_core::snapshot::{self, CreateOptions, DumpSite};
+use slipway_core::snapshot::{self, ArchiveFormat, CreateOptions, DumpSite, RestoreOptions};
 
 const URL_VAR: &str = "SLIPWAY_BENCH_DATABASE_URL";
 
@@ -41,12 +42,24 @@ async fn main() -> ExitCode {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["snapshot", container, dir] => snapshot(&url, container, Path::new(dir)).await,
+        ["snapshot", container, dir] => {
+            snapshot(&url, container, Path::new(dir), ArchiveFormat::Custom, 1).await
+        }
+        ["snapshot", container, dir, format, rest @ ..] => {
+            let format = match *format {
+                "custom" => ArchiveFormat::Custom,
+                "directory" => ArchiveFormat::Directory,
+                other => return usage(&format!("unknown format `{other}`")),
+            };
+            let jobs = rest.first().and_then(|j| j.parse().ok()).unwrap_or(2);
+            snapshot(&url, container, Path::new(dir), format, jobs).await
+        }
+        ["restore", container, file, rest @ ..] => {
+            let jobs = rest.first().and_then(|j| j.parse().ok()).unwrap_or(2);
+            restore(&url, container, Path::new(file), jobs).await
+        }
         ["migrate", dir] => migrate(&url, Path::new(dir)).await,
-        _ => Err(
-            "usage: snapshot_bench snapshot <container> <dir> | migrate <migrations-dir>"
-                .to_string(),
-        ),
+        _ => return usage("wrong arguments"),
     };
     match result {
         Ok(json) => {
@@ -60,19 +73,61 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn snapshot(url: &Secret, container: &str, dir: &Path) -> Result<serde_json::Value, String> {
+fn usage(problem: &str) -> ExitCode {
+    eprintln!(
+        "error: {problem}\nusage: snapshot_bench snapshot <container> <dir> [custom|directory] [jobs] | restore <container> <file> [jobs] | migrate <migrations-dir>"
+    );
+    ExitCode::from(2)
+}
+
+async fn snapshot(
+    url: &Secret,
+    container: &str,
+    dir: &Path,
+    format: ArchiveFormat,
+    jobs: u32,
+) -> Result<serde_json::Value, String> {
     let started = Instant::now();
     let site = DumpSite::container(container);
-    let snap = snapshot::create(&site, url, &CreateOptions::new(dir, "bench", "benchmark"))
+    let mut opts = CreateOptions::new(dir, "bench", "benchmark");
+    opts.format = format;
+    opts.jobs = jobs;
+    let snap = snapshot::create(&site, url, &opts)
         .await
         .map_err(|e| e.to_string())?;
     Ok(serde_json::json!({
         "op": "snapshot",
         "seconds": started.elapsed().as_secs_f64(),
+        "format": snap.sidecar.archive_format,
+        "compression": snap.sidecar.compression,
         "size_bytes": snap.sidecar.size_bytes,
         "sha256": snap.sidecar.sha256,
         "path": snap.path,
         "toc_entries": snap.toc_entries,
+        "vm_hwm_kb": vm_hwm_kb(),
+    }))
+}
+
+async fn restore(
+    url: &Secret,
+    container: &str,
+    file: &Path,
+    jobs: u32,
+) -> Result<serde_json::Value, String> {
+    let started = Instant::now();
+    let site = DumpSite::container(container);
+    let opts = RestoreOptions {
+        jobs,
+        ..RestoreOptions::default()
+    };
+    let report = snapshot::restore(&site, url, file, &opts)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(serde_json::json!({
+        "op": "restore",
+        "seconds": started.elapsed().as_secs_f64(),
+        "method": report.method,
+        "jobs": report.jobs,
         "vm_hwm_kb": vm_hwm_kb(),
     }))
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::snapshot::format::{ArchiveFormat, Compression};
+
 /// The settings of one environment once merged.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -149,6 +151,16 @@ pub struct Snapshots {
     #[serde(default = "default_retention_days")]
     #[schemars(range(min = 1, max = 3650))]
     pub retention_days: u32,
+    /// pg_dump compression: `auto` (zstd:1 on PostgreSQL 16 and later, gzip:1 before),
+    /// `zstd[:1-22]`, `gzip[:1-9]`, `lz4[:1-12]` or `none`.
+    #[serde(default)]
+    pub compression: Compression,
+    #[serde(default)]
+    pub format: ArchiveFormat,
+    /// Parallel pg_dump/pg_restore jobs for the directory format.
+    #[serde(default = "default_snapshot_jobs")]
+    #[schemars(range(min = 1, max = 32))]
+    pub jobs: u32,
     /// When a deploy snapshots the database before migrating.
     #[serde(default)]
     pub when: SnapshotWhen,
@@ -485,6 +497,9 @@ fn default_snapshot_dir() -> String {
 fn default_retention_days() -> u32 {
     7
 }
+fn default_snapshot_jobs() -> u32 {
+    crate::snapshot::DEFAULT_JOBS
+}
 fn default_lock_wait() -> DurationText {
     dur(60)
 }
@@ -537,6 +552,9 @@ impl Default for Snapshots {
             dir: default_snapshot_dir(),
             retention_days: default_retention_days(),
             when: SnapshotWhen::default(),
+            compression: Compression::default(),
+            format: ArchiveFormat::default(),
+            jobs: default_snapshot_jobs(),
         }
     }
 }

@@ -125,6 +125,8 @@ pub fn schema_problems(tree: &Node, schema: &Json, only_unknown_keys: bool) -> V
             ValidationErrorKind::Pattern { pattern } => {
                 let expected = if pattern.contains("ms|s|m|h") {
                     "a duration such as 500ms, 30s, 5m or 1h".to_string()
+                } else if pattern == crate::snapshot::format::COMPRESSION_PATTERN {
+                    "a compression: auto, none, zstd[:1-22], gzip[:1-9] or lz4[:1-12]".to_string()
                 } else {
                     format!("text matching `{pattern}`")
                 };
@@ -293,6 +295,42 @@ mod tests {
         );
         assert!(all.contains("one of: when_migrating, always"), "{all}");
         assert!(all.contains("did you mean `always`?"), "{all}");
+    }
+
+    #[test]
+    fn snapshot_compression_and_format_are_checked_with_their_choices() {
+        let text = format!(
+            "{VALID}  snapshots:\n    compression: zstd:30\n    format: dir\n    jobs: 0\n"
+        );
+        let problems = schema_problems(&yaml(&text), &settings_schema(), false);
+        let all: String = problems.iter().map(|p| format!("{p}\n")).collect();
+        assert_eq!(problems.len(), 3, "{all}");
+        assert!(
+            all.contains(
+                "d.yml:10:18: error: `database.snapshots.compression` is not in the expected form"
+            ),
+            "{all}"
+        );
+        assert!(
+            all.contains("auto, none, zstd[:1-22], gzip[:1-9] or lz4[:1-12]"),
+            "{all}"
+        );
+        assert!(
+            all.contains("`database.snapshots.format` is not an allowed value"),
+            "{all}"
+        );
+        assert!(all.contains("one of: custom, directory"), "{all}");
+        assert!(
+            all.contains("`database.snapshots.jobs` is too small"),
+            "{all}"
+        );
+        let ok = format!(
+            "{VALID}  snapshots:\n    compression: gzip:6\n    format: directory\n    jobs: 4\n"
+        );
+        assert_eq!(
+            schema_problems(&yaml(&ok), &settings_schema(), false),
+            vec![]
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! Taking a snapshot: `pg_dump -Fc` at the dump site, streamed to disk while
-//! hashing (a fixed buffer, never the whole dump in memory), verified with
-//! `pg_restore --list`, then published by rename and described by an
-//! atomically written sidecar.
+//! Taking a snapshot: `pg_dump -Fc` (or `-Fd -j N` as one tar, see
+//! [`super::directory`]) at the dump site, compressed as [`super::format`]
+//! chooses for that pg_dump, streamed to disk while hashing (a fixed buffer,
+//! never the whole dump in memory), verified with `pg_restore --list`, then
+//! published by rename and described by an atomically written sidecar.
 //!
 //! The dump is written as `{name}.dump.partial` and renamed only once it is
 //! complete, synced and readable, so a `.dump` file is always a whole dump.
@@ -13,7 +14,9 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::directory;
 use super::error::SnapshotError;
+use super::format::{self, ArchiveFormat, Compression};
 use super::naming::{PARTIAL_SUFFIX, SnapshotName};
 use super::owner::Owner;
 use super::private_dir;
@@ -26,8 +29,11 @@ use crate::secret::Secret;
 /// Size of the one buffer a dump streams through.
 pub const CHUNK: usize = 256 * 1024;
 
-/// pg_dump's `-Z` default: gzip level 6, understood by every pg_dump version.
-pub const DEFAULT_COMPRESSION: &str = "6";
+/// `auto`: zstd:1 where pg_dump has it (16+), gzip:1 before (see [`format::choose`]).
+pub const DEFAULT_COMPRESSION: Compression = Compression::Auto;
+
+/// Parallel jobs of a directory-format dump or restore unless told.
+pub const DEFAULT_JOBS: u32 = 2;
 
 /// How to take a snapshot.
 #[derive(Debug, Clone)]
@@ -45,8 +51,12 @@ pub struct CreateOptions {
     pub release: Option<String>,
     /// Sets the sidecar's `expires_at`.
     pub retention: Duration,
-    /// pg_dump `-Z` value (`6`, `0`, or on PostgreSQL 16+ `zstd:3`, `lz4`).
-    pub compression: String,
+    /// What to compress with; [`format::choose`] turns it into pg_dump's `-Z`.
+    pub compression: Compression,
+    /// `custom` (`-Fc`) or `directory` (`-Fd -j jobs`, kept as one tar).
+    pub format: ArchiveFormat,
+    /// Parallel pg_dump jobs for the directory format (ignored for custom).
+    pub jobs: u32,
     /// The time in the name; `None` = now. Tests inject it.
     pub now: Option<OffsetDateTime>,
 }
@@ -64,7 +74,9 @@ impl CreateOptions {
             reason: reason.into(),
             release: None,
             retention: DEFAULT_RETENTION,
-            compression: DEFAULT_COMPRESSION.to_string(),
+            compression: DEFAULT_COMPRESSION,
+            format: ArchiveFormat::Custom,
+            jobs: DEFAULT_JOBS,
             now: None,
         }
     }
@@ -104,11 +116,22 @@ pub async fn create(
     }
     let pg_dump_version = probe::pg_dump_version(site, &conn).await?;
     let (schema_version, schema_dirty) = probe::schema_version(site, &conn).await?;
+    let chosen = format::choose(opts.compression, &pg_dump_version);
+    if let Some(note) = &chosen.note {
+        tracing::warn!("{note}");
+    }
+    let jobs = match opts.format {
+        ArchiveFormat::Custom => None,
+        ArchiveFormat::Directory => Some(opts.jobs.max(1)),
+    };
     tracing::info!(
         database = %conn.dbname,
         site = %site.describe(),
         file = %name.file_name(),
-        "taking snapshot with {pg_dump_version}"
+        "taking snapshot with {pg_dump_version}: {} format{}, {}",
+        opts.format,
+        jobs.map(|j| format!(" with {j} parallel jobs")).unwrap_or_default(),
+        chosen.label
     );
 
     let partial = PartialFile::new(
@@ -116,14 +139,26 @@ pub async fn create(
             .join(format!("{}{PARTIAL_SUFFIX}", name.file_name())),
     );
     let dump_started = Instant::now();
-    let (size_bytes, sha256) = dump_to(site, &conn, &opts.compression, partial.path()).await?;
+    let command = match opts.format {
+        ArchiveFormat::Custom => site.command(
+            &conn,
+            "pg_dump",
+            &["-Fc", "-Z", &chosen.arg, "--no-password"],
+            false,
+        ),
+        ArchiveFormat::Directory => directory::dump_command(site, &conn, &chosen.arg, opts.jobs),
+    };
+    let (size_bytes, sha256) = dump_to(site, &conn, command, partial.path()).await?;
     tracing::debug!(
         size_bytes,
         ms = dump_started.elapsed().as_millis() as u64,
         "pg_dump streamed to disk"
     );
     let verify_started = Instant::now();
-    let toc_entries = verify(site, &conn, partial.path()).await?;
+    let toc_entries = match opts.format {
+        ArchiveFormat::Custom => verify(site, &conn, partial.path()).await?,
+        ArchiveFormat::Directory => directory::verify(site, &conn, partial.path()).await?,
+    };
     tracing::debug!(
         toc_entries,
         ms = verify_started.elapsed().as_millis() as u64,
@@ -152,6 +187,9 @@ pub async fn create(
         created_at: name.taken_at,
         expires_at: expires_at(name.taken_at, opts.retention),
         pg_dump_version: Some(pg_dump_version),
+        archive_format: opts.format,
+        compression: Some(chosen.label),
+        jobs,
     };
     sidecar.write_atomic(&sidecar_path)?;
     let duration = started.elapsed();
@@ -171,8 +209,8 @@ pub async fn create(
     })
 }
 
-/// Runs pg_dump and streams its stdout into a new file at `path`, hashing as
-/// it goes. Returns (size, hex sha256). The file is synced before returning.
+/// Runs the dump `command` and streams its stdout into a new file at `path`,
+/// hashing as it goes. Returns (size, hex sha256). The file is synced before returning.
 ///
 /// The copy runs on one blocking thread with plain reads and writes: a
 /// multi-gigabyte dump is tens of thousands of chunks, and an async file
@@ -180,7 +218,7 @@ pub async fn create(
 async fn dump_to(
     site: &DumpSite,
     conn: &PgConn,
-    compression: &str,
+    command: tokio::process::Command,
     path: &Path,
 ) -> Result<(u64, String), SnapshotError> {
     let io = |doing: &'static str| {
@@ -192,12 +230,7 @@ async fn dump_to(
     let file = private_dir::new_file_options()
         .open(path)
         .map_err(io("creating the dump file"))?;
-    let mut child = spawn(site.command(
-        conn,
-        "pg_dump",
-        &["-Fc", "-Z", compression, "--no-password"],
-        false,
-    ))?;
+    let mut child = spawn(command)?;
     let stderr = collect_stderr(&mut child);
     let stdout = child
         .stdout
@@ -282,11 +315,7 @@ async fn verify(site: &DumpSite, conn: &PgConn, path: &Path) -> Result<usize, Sn
         doing: "streaming the dump into pg_restore --list".into(),
         source,
     })?;
-    let entries = listing
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with(';'))
-        .count();
-    Ok(entries)
+    Ok(directory::toc_entries(&listing))
 }
 
 /// Streams a file into a child's stdin through one [`CHUNK`] buffer, then

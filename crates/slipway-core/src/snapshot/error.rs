@@ -68,6 +68,12 @@ pub enum SnapshotError {
     )]
     UnsafeDirectory { path: PathBuf, mode: String },
 
+    #[error(
+        "`{}` is not a snapshot archive (neither a pg_dump custom-format file nor a tar of a directory-format one); restore a `.dump` file that `slipway snapshot list` shows",
+        path.display()
+    )]
+    NotAnArchive { path: PathBuf },
+
     #[error("snapshot file `{}` does not exist. `slipway snapshot list` shows the available ones", path.display())]
     NotFound { path: PathBuf },
 }

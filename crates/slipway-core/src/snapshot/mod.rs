@@ -21,11 +21,15 @@
 //! - [`sidecar`]: the `{name}.json` beside each dump, written atomically.
 //! - [`site`]: where the tools run ([`DumpSite`]); the only code using Docker.
 //! - [`dump`]: create (stream, hash, verify); [`restore`]: restore.
+//! - [`format`]: archive format and compression, chosen for the site's pg_dump.
+//! - [`directory`]: the directory format (`-Fd -j N`) kept as one tar.
 //! - [`store`]: list and prune a snapshot directory.
 //! - [`probe`]: schema version and tool version at the site.
 
+pub mod directory;
 pub mod dump;
 pub mod error;
+pub mod format;
 pub mod naming;
 pub mod owner;
 pub mod private_dir;
@@ -36,8 +40,9 @@ pub mod sidecar;
 pub mod site;
 pub mod store;
 
-pub use dump::{CreateOptions, DEFAULT_COMPRESSION, Snapshot, create};
+pub use dump::{CreateOptions, DEFAULT_COMPRESSION, DEFAULT_JOBS, Snapshot, create};
 pub use error::SnapshotError;
+pub use format::{ArchiveFormat, Compression};
 pub use naming::{SnapshotName, commit_label};
 pub use owner::Owner;
 pub use restore::{RestoreOptions, RestoreReport, restore};

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::error::SnapshotError;
+use super::format::ArchiveFormat;
 use super::owner::Owner;
 use super::private_dir;
 
@@ -47,6 +48,16 @@ pub struct Sidecar {
     /// `pg_dump --version` as run at the dump site.
     #[serde(default)]
     pub pg_dump_version: Option<String>,
+    /// `custom` or `directory` (a tar of `pg_dump -Fd`); older sidecars are custom.
+    #[serde(default)]
+    pub archive_format: ArchiveFormat,
+    /// The compression used, as `method:level` (`zstd:1`, `gzip:1`, `none`);
+    /// `None` in sidecars older than this field (pg_dump's default, gzip 6).
+    #[serde(default)]
+    pub compression: Option<String>,
+    /// Parallel pg_dump jobs (directory format only).
+    #[serde(default)]
+    pub jobs: Option<u32>,
 }
 
 impl Sidecar {
@@ -138,6 +149,9 @@ mod tests {
             created_at: datetime!(2025-01-01 00:00:00 UTC),
             expires_at: datetime!(2025-01-08 00:00:00 UTC),
             pg_dump_version: Some("pg_dump (PostgreSQL) 17.2".into()),
+            archive_format: ArchiveFormat::Directory,
+            compression: Some("zstd:1".into()),
+            jobs: Some(2),
         }
     }
 
@@ -176,6 +190,21 @@ mod tests {
             sample().owner(),
             Some(Owner::new("events", "staging").expect("valid"))
         );
+    }
+
+    #[test]
+    fn a_sidecar_from_before_formats_reads_as_custom_with_unknown_compression() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.json");
+        let mut old = serde_json::to_value(sample()).expect("json");
+        for key in ["archive_format", "compression", "jobs"] {
+            old.as_object_mut().expect("object").remove(key);
+        }
+        fs_err::write(&path, old.to_string()).expect("write");
+        let read = Sidecar::read(&path).expect("old sidecar reads");
+        assert_eq!(read.archive_format, ArchiveFormat::Custom);
+        assert_eq!(read.compression, None);
+        assert_eq!(read.jobs, None);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! Run: `cargo test -p slipway-core --test database` (builds the image on
 //! first use through scripts/images/build.sh).
 
+mod formats;
 mod migrate;
 mod snapshot;
 mod support;

@@ -34,6 +34,10 @@ pub struct SnapshotSite {
     /// This app and environment, whose snapshots live in `owner.dir(root)`.
     pub owner: Owner,
     pub retention: Duration,
+    /// `database.snapshots.{compression, format, jobs}`.
+    pub compression: snapshot::Compression,
+    pub format: snapshot::ArchiveFormat,
+    pub jobs: u32,
 }
 
 /// Whose snapshots this environment's are: `database.snapshots.dir` made
@@ -77,6 +81,9 @@ pub async fn snapshot_site(ctx: &TaskContext<'_>) -> Result<SnapshotSite, TaskEr
         root,
         owner,
         retention: Duration::from_secs(days * 24 * 60 * 60),
+        compression: db.snapshots.compression,
+        format: db.snapshots.format,
+        jobs: db.snapshots.jobs,
     })
 }
 
@@ -96,6 +103,9 @@ pub async fn snapshot_create(
     opts.owner = Some(s.owner.clone());
     opts.release = (!release.is_empty()).then(|| release.to_string());
     opts.retention = s.retention;
+    opts.compression = s.compression;
+    opts.format = s.format;
+    opts.jobs = s.jobs;
     let snap = snapshot::create(&s.site, &s.url, &opts)
         .await
         .map_err(|e| snapshot_error("taking the snapshot", e, &dir))?;
@@ -121,15 +131,20 @@ pub async fn snapshot_create(
     Ok(snap)
 }
 
-/// Restores a snapshot file into the environment's database (one
-/// transaction: on failure nothing changed) and reports the schema version
-/// now in the database.
+/// Restores a snapshot file into the environment's database (all or
+/// nothing: one transaction, or for the directory format `jobs` parallel
+/// jobs into a new database swapped in on success) and reports the schema
+/// version now in the database and the time it took.
 pub async fn snapshot_restore(
     ctx: &TaskContext<'_>,
     dump: &std::path::Path,
 ) -> Result<RestoreReport, TaskError> {
     let s = snapshot_site(ctx).await?;
-    snapshot::restore(&s.site, &s.url, dump, &RestoreOptions::default())
+    let opts = RestoreOptions {
+        jobs: s.jobs,
+        ..RestoreOptions::default()
+    };
+    snapshot::restore(&s.site, &s.url, dump, &opts)
         .await
         .map_err(|e| snapshot_error("restoring the snapshot", e, &s.root))
 }
