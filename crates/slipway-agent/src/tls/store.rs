@@ -111,7 +111,9 @@ impl TlsStore {
     /// The directory of one ACME directory URL (created 0700).
     pub fn acme_dir(&self, directory: &str) -> std::io::Result<PathBuf> {
         let hash = hex::encode(sha2::Sha256::digest(directory.as_bytes()));
-        let dir = self.root.join("acme").join(&hash[..16]);
+        let parent = self.root.join("acme");
+        private_dir(&parent)?;
+        let dir = parent.join(&hash[..16]);
         private_dir(&dir)?;
         let marker = dir.join("directory");
         if !marker.exists() {
