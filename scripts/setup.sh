@@ -9,7 +9,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 log() { printf '%s\n' "$*" >&2; }
 
 # command -> Debian package
-declare -A needed=([mmdebstrap]=mmdebstrap [jq]=jq [curl]=curl [wrk]=wrk [nginx]=nginx [sshd]=openssh-server [ssh]=openssh-client [hyperfine]=hyperfine)
+declare -A needed=([mmdebstrap]=mmdebstrap [jq]=jq [curl]=curl [wrk]=wrk [nginx]=nginx [sshd]=openssh-server [ssh]=openssh-client [hyperfine]=hyperfine [pebble]=pebble)
 missing=()
 for cmd in "${!needed[@]}"; do
   if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then

@@ -89,6 +89,28 @@ pub struct ServeArgs {
     /// `--network container:<the container that publishes the port>`).
     #[arg(long, env = "SLIPWAY_AGENT_TAKE_OVER")]
     pub take_over: bool,
+    /// HTTPS listener (SO_REUSEPORT, one per proxy thread). With it this
+    /// agent is the host's entry point: `--listen` answers ACME challenges
+    /// and redirects hosts with a certificate to HTTPS (per-host opt-out),
+    /// and certificates are managed with the `cert_*` admin verbs.
+    #[arg(long, env = "SLIPWAY_AGENT_TLS_LISTEN")]
+    pub tls_listen: Option<SocketAddr>,
+    /// Port the HTTP → HTTPS redirects name (default: the --tls-listen
+    /// port; set it when the HTTPS port is published under another number).
+    #[arg(long, env = "SLIPWAY_AGENT_REDIRECT_HTTPS_PORT")]
+    pub redirect_https_port: Option<u16>,
+    /// ACME (RFC 8555) directory URL certificates are obtained from, e.g.
+    /// https://acme-v02.api.letsencrypt.org/directory. Without it only
+    /// custom certificates can be served.
+    #[arg(long, env = "SLIPWAY_AGENT_ACME_DIRECTORY")]
+    pub acme_directory: Option<String>,
+    /// Contact address registered with the ACME account (expiry notices).
+    #[arg(long, env = "SLIPWAY_AGENT_ACME_EMAIL")]
+    pub acme_email: Option<String>,
+    /// PEM file of a CA to trust for the ACME directory's own HTTPS (test
+    /// CAs such as pebble); the system roots otherwise.
+    #[arg(long, env = "SLIPWAY_AGENT_ACME_CA_ROOT")]
+    pub acme_ca_root: Option<PathBuf>,
     /// With --take-over: if the predecessor still serves after this long,
     /// give up (it serves alone again) and exit 1.
     #[arg(

@@ -6,7 +6,12 @@
 //! 3 app not found; 4 health check failed (route unchanged); 5 lock held by
 //! someone else or not held by the caller; 6 ledger written by a newer
 //! agent; 7 agent unreachable (no socket, connection refused, no answer); 8 an
-//! agent upgrade holds state changes for a moment (retry).
+//! agent upgrade holds state changes for a moment (retry); 9 a certificate
+//! could not be obtained or a custom one is unusable (the message has the
+//! CA's reason and the fix).
+//!
+//! Private keys never travel as arguments (other users see those in `ps`):
+//! `cert ensure --custom` reads files, `raw -` reads the request from stdin.
 
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -61,8 +66,37 @@ pub enum Verb {
     State { app: String },
     /// Agent version, uptime, ledger format.
     Version,
-    /// Send a raw JSON request line (for programs).
+    /// Certificates of the host's entry point (an agent with --tls-listen).
+    #[command(subcommand)]
+    Cert(CertCmd),
+    /// Send a raw JSON request line (for programs); `-` reads it from stdin
+    /// (use that for anything holding a private key).
     Raw { json: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCmd {
+    /// Obtain (ACME, the default) or install (--cert-file/--key-file) the
+    /// certificate of one host; answers once it is served.
+    Ensure {
+        host: String,
+        /// PEM chain (leaf first) of a custom certificate.
+        #[arg(long, requires = "key_file")]
+        cert_file: Option<PathBuf>,
+        /// PEM private key of the custom certificate.
+        #[arg(long, requires = "cert_file")]
+        key_file: Option<PathBuf>,
+        /// Proxy plain HTTP for this host instead of redirecting it to HTTPS.
+        #[arg(long)]
+        no_redirect_http: bool,
+        /// Send `Strict-Transport-Security: max-age=N` on its HTTPS responses.
+        #[arg(long)]
+        hsts_max_age_secs: Option<u64>,
+    },
+    /// Stop serving a host's certificate (its files are kept).
+    Forget { host: String },
+    /// Every host's certificate: issuer, expiry, next renewal, last error.
+    List,
 }
 
 #[derive(Debug, Args)]
@@ -221,8 +255,51 @@ impl Verb {
             }
             Verb::State { app } => AdminRequest::State(AppArgs { app }),
             Verb::Version => AdminRequest::Version,
-            Verb::Raw { json } => serde_json::from_str(&json)
-                .map_err(|e| format!("not a valid admin request: {e}"))?,
+            Verb::Cert(CertCmd::Ensure {
+                host,
+                cert_file,
+                key_file,
+                no_redirect_http,
+                hsts_max_age_secs,
+            }) => {
+                let source = match (cert_file, key_file) {
+                    (Some(cert), Some(key)) => CertSource::Custom {
+                        cert_pem: read_text(&cert)?,
+                        key_pem: read_text(&key)?,
+                    },
+                    _ => CertSource::Acme,
+                };
+                AdminRequest::CertEnsure(CertEnsureArgs {
+                    host,
+                    source,
+                    redirect_http: !no_redirect_http,
+                    hsts_max_age_secs,
+                })
+            }
+            Verb::Cert(CertCmd::Forget { host }) => AdminRequest::CertForget(HostArgs { host }),
+            Verb::Cert(CertCmd::List) => AdminRequest::Certs,
+            Verb::Raw { json } => {
+                let text = if json == "-" {
+                    let mut s = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut s)
+                        .map_err(|e| format!("cannot read stdin: {e}"))?;
+                    s
+                } else {
+                    json
+                };
+                // serde's message may quote a value of the request: keep it
+                // out, the request may hold a private key.
+                serde_json::from_str(text.trim()).map_err(|e| {
+                    format!(
+                        "not a valid admin request (line {}, column {}: {:?}); see the agent's \
+                         README for the verbs and their fields",
+                        e.line(),
+                        e.column(),
+                        e.classify()
+                    )
+                })?
+            }
         })
     }
 }
@@ -281,4 +358,9 @@ pub async fn send(
     }
     let response = serde_json::from_str(&answer)?;
     Ok((answer.trim_end().to_owned(), response))
+}
+
+/// A PEM file given to `cert ensure`, with a message naming it if unreadable.
+fn read_text(path: &std::path::Path) -> Result<String, String> {
+    fs_err::read_to_string(path).map_err(|e| format!("{e}; give a readable PEM file"))
 }

@@ -35,11 +35,13 @@ async fn answer(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, kind, body) = match req.uri().path() {
-        "/metrics" => (
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            agent.metrics.render(&agent.router.table()),
-        ),
+        "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4", {
+            let mut text = agent.metrics.render(&agent.router.table());
+            if let Some(tls) = &agent.tls {
+                tls.render_metrics(&mut text);
+            }
+            text
+        }),
         "/health" => (
             StatusCode::OK,
             "application/json",

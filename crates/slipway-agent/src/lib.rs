@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod router;
 pub mod target;
+pub mod tls;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -74,6 +75,8 @@ pub struct Agent {
     pub ledger: Arc<ledger::Ledger>,
     pub metrics: Arc<metrics::Metrics>,
     pub handover: handover::Handover,
+    /// Certificates, when this agent terminates TLS (`--tls-listen`).
+    pub tls: Option<Arc<tls::Tls>>,
     pub started: Instant,
 }
 
@@ -98,6 +101,7 @@ pub fn main() -> ExitCode {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(args.log_format);
+    tls::handshake::install_provider();
     // The control runtime runs the admin socket, metrics, drains and
     // signals; traffic runs on the proxy threads (see `run`).
     tokio::runtime::Builder::new_multi_thread()
@@ -168,12 +172,24 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
 
-    let (take_over, listeners, gate) = match take_over {
+    let (take_over, mut listeners, gate) = match take_over {
         Some((t, handed)) => {
             let gate = handover::gate::Gate::shut_for_take_over(t.predecessor_pid);
             (Some(t), handed, gate)
         }
         None => (None, bind_listeners(&args)?, handover::gate::Gate::open()),
+    };
+    let gate = Arc::new(gate);
+    // TLS: the predecessor's TLS listeners, or new ones beside the public
+    // ones; and the certificates the state volume holds, served at once.
+    let tls = match tls_setup(&args, &mut listeners, &gate) {
+        Ok(tls) => tls,
+        Err(e) => {
+            if let Some(t) = take_over {
+                t.abort(&format!("{e:#}"));
+            }
+            return Err(e);
+        }
     };
     let kept = listeners
         .duplicate()
@@ -183,6 +199,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ledger,
         metrics: Arc::clone(&metrics),
         handover: handover::Handover::new(gate, kept),
+        tls: tls.clone(),
         started: Instant::now(),
     });
 
@@ -201,15 +218,24 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let handover::Listeners {
         public,
+        tls: tls_listeners,
         metrics: internal,
     } = listeners;
     let workers = public.len();
     let bound = public[0].local_addr().context("listener address")?;
+    let tls_bound = match tls_listeners.first() {
+        Some(l) => Some(l.local_addr().context("TLS listener address")?),
+        None => None,
+    };
+    let mut tls_listeners = tls_listeners.into_iter();
+    let server_config = tls
+        .as_ref()
+        .map(|t| tls::handshake::server_config(Arc::clone(&t.map)));
     let metrics_addr = internal.local_addr().context("metrics listener address")?;
     let internal = tokio::net::TcpListener::from_std(internal).context("metrics listener")?;
     let admin_socket = admin::socket::bind(&args.socket)
         .with_context(|| format!("cannot create the admin socket `{}`", args.socket.display()))?;
-    tracing::info!(listen = %bound, workers, metrics = %metrics_addr,
+    tracing::info!(listen = %bound, tls_listen = ?tls_bound, workers, metrics = %metrics_addr,
         socket = %args.socket.display(), state = %agent.ledger.store.path().display(),
         version = VERSION, build = BUILD, "agent ready");
 
@@ -241,7 +267,17 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             access_log: access_log.clone(),
             unrouted: metrics.app(""),
             closing: std::sync::atomic::AtomicBool::new(false),
+            edge: match (&tls, &server_config, tls_bound) {
+                (Some(t), Some(config), Some(addr)) => Some(proxy::edge::Edge {
+                    map: Arc::clone(&t.map),
+                    stats: Arc::clone(&t.stats),
+                    acceptor: tokio_rustls::TlsAcceptor::from(Arc::clone(config)),
+                    https_port: args.redirect_https_port.unwrap_or(addr.port()),
+                }),
+                _ => None,
+            },
         };
+        let tls_listener = tls_listeners.next();
         let serve_cfg = proxy::ServeConfig {
             idle_timeout: Duration::from_millis(args.idle_timeout_ms),
             shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
@@ -249,7 +285,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let (stop, done) = (stop.clone(), done_tx.clone());
         std::thread::Builder::new()
             .name(format!("slipway-proxy-{i}"))
-            .spawn(move || proxy_thread(listener, proxy, serve_cfg, stop, done))
+            .spawn(move || proxy_thread(listener, tls_listener, proxy, serve_cfg, stop, done))
             .context("cannot start a proxy thread")?;
     }
     drop(done_tx);
@@ -303,7 +339,61 @@ fn bind_listeners(args: &ServeArgs) -> anyhow::Result<handover::Listeners> {
     let metrics = std::net::TcpListener::bind(args.metrics_listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .with_context(|| format!("cannot listen on {} (metrics)", args.metrics_listen))?;
-    Ok(handover::Listeners { public, metrics })
+    Ok(handover::Listeners {
+        public,
+        tls: Vec::new(),
+        metrics,
+    })
+}
+
+/// With `--tls-listen`: make sure there is one TLS listener per public one
+/// (handed over by the predecessor, else bound now), and load the
+/// certificates. Without it, refuse TLS listeners a predecessor handed over:
+/// this agent would silently stop serving HTTPS.
+fn tls_setup(
+    args: &ServeArgs,
+    listeners: &mut handover::Listeners,
+    gate: &Arc<handover::gate::Gate>,
+) -> anyhow::Result<Option<Arc<tls::Tls>>> {
+    let Some(addr) = args.tls_listen else {
+        if !listeners.tls.is_empty() {
+            anyhow::bail!(
+                "the serving agent terminates TLS ({} listeners) but this one was started \
+                 without --tls-listen; start it with the same --tls-listen and --acme-* flags",
+                listeners.tls.len()
+            );
+        }
+        return Ok(None);
+    };
+    if listeners.tls.is_empty() {
+        let first = proxy::bind_reuseport(addr)
+            .with_context(|| format!("cannot listen on {addr} (TLS)"))?;
+        let bound = first.local_addr().context("TLS listener address")?;
+        listeners.tls.push(first);
+        for _ in 1..listeners.public.len() {
+            listeners.tls.push(
+                proxy::bind_reuseport(bound)
+                    .with_context(|| format!("cannot listen on {bound} (TLS)"))?,
+            );
+        }
+    } else if listeners.tls.len() != listeners.public.len() {
+        anyhow::bail!(
+            "the serving agent handed over {} TLS listeners for {} public ones; expected as many",
+            listeners.tls.len(),
+            listeners.public.len()
+        );
+    }
+    let acme = args
+        .acme_directory
+        .clone()
+        .map(|directory| tls::acme::AcmeConfig {
+            directory,
+            email: args.acme_email.clone(),
+            ca_root: args.acme_ca_root.clone(),
+        });
+    let tls = tls::Tls::new(&args.state_dir, acme, Arc::clone(gate))?;
+    tls.load()?;
+    Ok(Some(tls))
 }
 
 /// A current-thread runtime for the short-lived subcommands (`ctl`, `hold`);
@@ -332,6 +422,7 @@ fn hold() -> ExitCode {
 /// and upstream pool, so a request never hops between threads.
 fn proxy_thread(
     listener: std::net::TcpListener,
+    tls_listener: Option<std::net::TcpListener>,
     proxy: proxy::Proxy,
     cfg: proxy::ServeConfig,
     stop: CancellationToken,
@@ -349,8 +440,17 @@ fn proxy_thread(
         }
     };
     runtime.block_on(async move {
+        let tls_listener = match tls_listener.map(tokio::net::TcpListener::from_std) {
+            Some(Ok(l)) => Some(l),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "cannot register the TLS listener");
+                stop.cancel();
+                return;
+            }
+            None => None,
+        };
         match tokio::net::TcpListener::from_std(listener) {
-            Ok(listener) => proxy::serve(listener, Arc::new(proxy), cfg, stop).await,
+            Ok(listener) => proxy::serve(listener, tls_listener, Arc::new(proxy), cfg, stop).await,
             Err(e) => {
                 tracing::error!(error = %e, "cannot register the listener");
                 stop.cancel();

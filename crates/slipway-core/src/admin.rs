@@ -190,6 +190,20 @@ impl std::fmt::Debug for CertSource {
 pub struct CertEnsureArgs {
     pub host: String,
     pub source: CertSource,
+    /// How the entry point's plain-HTTP listener (port 80) answers this
+    /// host: `true` (the default) redirects with 301 to HTTPS (ACME
+    /// challenges are always answered first); `false` proxies plain HTTP to
+    /// the route as well (the per-environment opt-out).
+    #[serde(default = "default_redirect_http")]
+    pub redirect_http: bool,
+    /// HSTS, opt-in: `Strict-Transport-Security: max-age=N` on this host's
+    /// HTTPS responses. `None` (the default) sends no HSTS header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsts_max_age_secs: Option<u64>,
+}
+
+fn default_redirect_http() -> bool {
+    true
 }
 
 /// Verbs that only name a host.
@@ -230,6 +244,12 @@ pub struct CertInfo {
     /// Whether the certificate served now has expired.
     #[serde(default)]
     pub expired: bool,
+    /// Port-80 policy for this host (see [`CertEnsureArgs::redirect_http`]).
+    #[serde(default = "default_redirect_http")]
+    pub redirect_http: bool,
+    /// HSTS max-age sent on this host's HTTPS responses, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsts_max_age_secs: Option<u64>,
 }
 
 /// One request line on the admin socket.
@@ -535,6 +555,17 @@ mod tests {
         }
         let routes: AdminRequest = serde_json::from_str(r#"{"verb":"routes"}"#).expect("parses");
         assert_eq!(routes, AdminRequest::Routes);
+    }
+
+    #[test]
+    fn cert_ensure_defaults_to_redirect_without_hsts() {
+        let line = r#"{"verb":"cert_ensure","host":"a.example.org","source":{"type":"acme"}}"#;
+        let req: AdminRequest = serde_json::from_str(line).expect("parses");
+        let AdminRequest::CertEnsure(args) = req else {
+            panic!("not cert_ensure: {req:?}");
+        };
+        assert!(args.redirect_http);
+        assert_eq!(args.hsts_max_age_secs, None);
     }
 
     #[test]

@@ -42,17 +42,32 @@ pub async fn handle(agent: &std::sync::Arc<Agent>, req: AdminRequest) -> AdminRe
                 peer_pid,
             }))
         }
-        AdminRequest::CertEnsure(_) | AdminRequest::CertForget(_) | AdminRequest::Certs => {
-            Err(AdminError {
-                kind: AdminErrorKind::BadRequest,
-                message: "this agent does not terminate TLS: certificates belong to the host's shared entry point".into(),
-                health: None,
-                holder: None,
-            })
-        }
+        AdminRequest::CertEnsure(a) => match &agent.tls {
+            Some(tls) => tls.ensure(a).await,
+            None => Err(no_tls()),
+        },
+        AdminRequest::CertForget(a) => match &agent.tls {
+            Some(tls) => tls.forget(&a.host),
+            None => Err(no_tls()),
+        },
+        AdminRequest::Certs => match &agent.tls {
+            Some(tls) => Ok(tls.list()),
+            None => Err(no_tls()),
+        },
     };
     match result {
         Ok(result) => AdminResponse::Ok { result },
         Err(error) => AdminResponse::Error { error },
+    }
+}
+
+fn no_tls() -> AdminError {
+    AdminError {
+        kind: AdminErrorKind::BadRequest,
+        message: "this agent does not terminate TLS (it was started without --tls-listen): \
+                  certificates belong to the host's shared entry point"
+            .into(),
+        health: None,
+        holder: None,
     }
 }

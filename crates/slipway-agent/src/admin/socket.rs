@@ -55,6 +55,17 @@ async fn connection(stream: UnixStream, agent: Arc<Agent>) -> std::io::Result<()
         }
         let response = match serde_json::from_str::<AdminRequest>(&line) {
             Ok(req) => super::handlers::handle(&agent, req).await,
+            // serde's own message may quote a value of the request, and a
+            // `cert_ensure` request holds a private key: say where, not what.
+            Err(e) if line.contains("key_pem") => AdminResponse::error(
+                AdminErrorKind::BadRequest,
+                format!(
+                    "invalid request: {:?} error at line {}, column {}; check the fields of the verb",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ),
+            ),
             Err(e) => {
                 AdminResponse::error(AdminErrorKind::BadRequest, format!("invalid request: {e}"))
             }

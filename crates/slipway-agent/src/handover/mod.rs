@@ -7,7 +7,8 @@
 //! 1. successor → `hello` (its version and build).
 //! 2. The predecessor freezes state changes (waits for a switch in progress
 //!    to end), then answers `offer` with its listening sockets attached
-//!    (`SCM_RIGHTS`): the public listeners and the metrics listener. Nothing
+//!    (`SCM_RIGHTS`): the public listeners, the TLS listeners (if any) and
+//!    the metrics listener. Nothing
 //!    is closed or rebound, so the kernel's accept queues are never lost.
 //! 3. The successor reads the ledger (refusing a newer format with `abort`),
 //!    restores the routes, starts accepting on the same sockets and says
@@ -39,10 +40,12 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
 }
 
 /// The listening sockets an agent serves on, as handed from one agent to
-/// the next: the public listeners (one per proxy thread) and the metrics
+/// the next: the public listeners (one per proxy thread), the TLS listeners
+/// (one per proxy thread, or none without `--tls-listen`) and the metrics
 /// listener.
 pub struct Listeners {
     pub public: Vec<std::net::TcpListener>,
+    pub tls: Vec<std::net::TcpListener>,
     pub metrics: std::net::TcpListener,
 }
 
@@ -56,6 +59,11 @@ impl Listeners {
                 .iter()
                 .map(std::net::TcpListener::try_clone)
                 .collect::<Result<_, _>>()?,
+            tls: self
+                .tls
+                .iter()
+                .map(std::net::TcpListener::try_clone)
+                .collect::<Result<_, _>>()?,
             metrics: self.metrics.try_clone()?,
         })
     }
@@ -65,7 +73,7 @@ impl Listeners {
 /// sockets it can hand on, and the connection to the other agent while an
 /// upgrade is under way.
 pub struct Handover {
-    pub gate: gate::Gate,
+    pub gate: std::sync::Arc<gate::Gate>,
     kept: std::sync::Mutex<Option<Listeners>>,
     peer: std::sync::Mutex<Option<std::os::unix::net::UnixStream>>,
     stopping: std::sync::atomic::AtomicBool,
@@ -73,7 +81,7 @@ pub struct Handover {
 }
 
 impl Handover {
-    pub fn new(gate: gate::Gate, kept: Listeners) -> Self {
+    pub fn new(gate: std::sync::Arc<gate::Gate>, kept: Listeners) -> Self {
         Self {
             gate,
             kept: std::sync::Mutex::new(Some(kept)),

@@ -172,13 +172,19 @@ fn hand_over(agent: &Arc<Agent>, rx: &mut Receiver, successor: u32) -> anyhow::R
         refuse(rx.stream(), "this agent is stopping".into())?;
         return Ok(());
     };
-    let mut fds: Vec<_> = listeners.public.iter().map(|l| l.as_fd()).collect();
+    let mut fds: Vec<_> = listeners
+        .public
+        .iter()
+        .chain(&listeners.tls)
+        .map(|l| l.as_fd())
+        .collect();
     fds.push(listeners.metrics.as_fd());
     let offer = Message::Offer {
         version: crate::VERSION.to_owned(),
         build: crate::BUILD.to_owned(),
         pid: std::process::id(),
         public: listeners.public.len(),
+        tls: listeners.tls.len(),
     };
     wire::send(rx.stream(), &offer, &fds)?;
     drop(fds);

@@ -45,27 +45,34 @@ pub fn connect(state_dir: &Path) -> anyhow::Result<(TakeOver, Listeners)> {
     let (msg, fds) = rx
         .recv()
         .context("waiting for the serving agent's listeners")?;
-    let (pid, version, public) = match msg {
+    let (pid, version, public, tls) = match msg {
         Message::Offer {
             pid,
             version,
             build,
             public,
-        } => (pid, format!("{version} ({build})"), public),
+            tls,
+        } => (pid, format!("{version} ({build})"), public, tls),
         Message::Refuse { reason } => {
             anyhow::bail!("the serving agent refused the upgrade: {reason}")
         }
         other => anyhow::bail!("unexpected answer from the serving agent: {other:?}"),
     };
-    if fds.len() != public + 1 || public == 0 {
+    if fds.len() != public + tls + 1 || public == 0 {
         anyhow::bail!(
-            "the serving agent sent {} sockets for {public} public listeners + metrics",
+            "the serving agent sent {} sockets for {public} public listeners + {tls} TLS \
+             listeners + metrics",
             fds.len()
         );
     }
     let mut fds: Vec<std::net::TcpListener> = fds.into_iter().map(Into::into).collect();
     let metrics = fds.pop().expect("checked length");
-    for l in fds.iter().chain(std::iter::once(&metrics)) {
+    let tls_listeners = fds.split_off(public);
+    for l in fds
+        .iter()
+        .chain(&tls_listeners)
+        .chain(std::iter::once(&metrics))
+    {
         l.set_nonblocking(true)?;
     }
     Ok((
@@ -76,6 +83,7 @@ pub fn connect(state_dir: &Path) -> anyhow::Result<(TakeOver, Listeners)> {
         },
         Listeners {
             public: fds,
+            tls: tls_listeners,
             metrics,
         },
     ))

@@ -28,13 +28,17 @@ pub enum Message {
         pid: u32,
         ledger_format_version: u32,
     },
-    /// Predecessor → successor, with `public + 1` descriptors attached:
-    /// the public listeners, then the metrics listener.
+    /// Predecessor → successor, with `public + tls + 1` descriptors
+    /// attached: the public listeners, the TLS listeners, then the metrics
+    /// listener. `tls` is left out when 0, so an agent without TLS offers
+    /// exactly what agents before TLS offered (and understand).
     Offer {
         version: String,
         build: String,
         pid: u32,
         public: usize,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        tls: usize,
     },
     /// Predecessor → successor: no handover, and why.
     Refuse { reason: String },
@@ -42,6 +46,10 @@ pub enum Message {
     Ready,
     /// Successor → predecessor: giving up before `ready`, and why.
     Abort { reason: String },
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +149,22 @@ mod tests {
     use std::io::Read as _;
 
     #[test]
+    fn an_offer_without_tls_reads_as_before_tls() {
+        let old = r#"{"msg":"offer","version":"0.1.0","build":"dev","pid":7,"public":2}"#;
+        let msg: Message = serde_json::from_str(old).expect("parses");
+        assert!(matches!(
+            msg,
+            Message::Offer {
+                public: 2,
+                tls: 0,
+                ..
+            }
+        ));
+        let text = serde_json::to_string(&msg).expect("encodes");
+        assert!(!text.contains("tls"), "{text}");
+    }
+
+    #[test]
     fn a_listener_crosses_and_still_accepts() {
         let (a, b) = UnixStream::pair().expect("pair");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -150,6 +174,7 @@ mod tests {
             build: "dev".into(),
             pid: 1,
             public: 1,
+            tls: 0,
         };
         send(&a, &offer, &[listener.as_fd()]).expect("send");
         send(&a, &Message::Ready, &[]).expect("send ready");

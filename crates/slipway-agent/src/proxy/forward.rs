@@ -33,6 +33,14 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// What the proxy knows of the client connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    pub peer: IpAddr,
+    /// Arrived over this agent's TLS listener.
+    pub tls: bool,
+}
+
 /// Settings of the forwarding step.
 pub struct ForwardConfig {
     pub max_body: u64,
@@ -67,11 +75,11 @@ pub fn request_host<B>(req: &Request<B>) -> Option<&str> {
 pub async fn forward(
     pool: &Arc<Pool>,
     cfg: &ForwardConfig,
-    peer: IpAddr,
+    conn: Conn,
     req: Request<Incoming>,
     target: &Target,
 ) -> Result<(Response<UpBody>, Option<OnUpgrade>), ProxyError> {
-    let (request, client_upgrade) = rewrite_request(cfg, peer, req, target)?;
+    let (request, client_upgrade) = rewrite_request(cfg, conn, req, target)?;
     let mut resp = send_bounded(pool, cfg.upstream_timeout, request, target).await?;
     clean_response(&mut resp);
     Ok((resp, client_upgrade))
@@ -81,7 +89,7 @@ pub async fn forward(
 /// `X-Forwarded-*` in, origin-form target, body bounded.
 fn rewrite_request(
     cfg: &ForwardConfig,
-    peer: IpAddr,
+    conn: Conn,
     mut req: Request<Incoming>,
     target: &Target,
 ) -> Result<(Request<Limited<Incoming>>, Option<OnUpgrade>), ProxyError> {
@@ -109,11 +117,15 @@ fn rewrite_request(
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(header::UPGRADE, proto);
     }
-    append_forwarded_for(&mut parts.headers, peer);
-    parts.headers.insert(
-        X_FORWARDED_PROTO.clone(),
-        forwarded_proto(&cfg.forwarded_proto),
-    );
+    append_forwarded_for(&mut parts.headers, conn.peer);
+    // A request that came over this agent's TLS is `https` whatever the
+    // configured value (which describes a terminator in front of us).
+    let proto = if conn.tls {
+        HeaderValue::from_static("https")
+    } else {
+        forwarded_proto(&cfg.forwarded_proto)
+    };
+    parts.headers.insert(X_FORWARDED_PROTO.clone(), proto);
     match parts.headers.get(header::HOST) {
         Some(host) => {
             let host = host.clone();

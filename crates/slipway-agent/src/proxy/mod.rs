@@ -3,7 +3,12 @@
 //! h2c via hyper-util's auto builder, one task per connection, and a
 //! graceful stop (stop accepting, let connections finish, bounded).
 //!
+//! With `--tls-listen`, each proxy thread also accepts on its HTTPS listener
+//! (handshake here, then the same service; see [`edge`] for what the plain
+//! listener answers itself then).
+//!
 //! - [`service`]: one request's flow.
+//! - [`edge`]: ACME challenges, redirects to HTTPS, HSTS.
 //! - [`forward`]: rewriting and sending to the upstream; upgrades.
 //! - [`pool`]: keep-alive upstream connections of one proxy thread.
 //! - [`body`]: the streamed response body and its bookkeeping.
@@ -12,6 +17,7 @@
 pub mod body;
 pub mod client;
 pub mod deadline;
+pub mod edge;
 pub mod errors;
 pub mod forward;
 pub mod pool;
@@ -49,6 +55,8 @@ pub struct Proxy {
     /// Set once this proxy thread stops accepting: HTTP/1 responses then say
     /// `Connection: close` (see [`serve`]).
     pub closing: AtomicBool,
+    /// TLS termination, when this agent is the host's entry point.
+    pub edge: Option<edge::Edge>,
 }
 
 impl Proxy {
@@ -85,8 +93,10 @@ pub struct ServeConfig {
 }
 
 /// Accept and serve until `stop` is cancelled, then finish gracefully.
+/// `tls_listener` (with `proxy.edge`) accepts HTTPS connections.
 pub async fn serve(
     listener: TcpListener,
+    tls_listener: Option<TcpListener>,
     proxy: Arc<Proxy>,
     cfg: ServeConfig,
     stop: CancellationToken,
@@ -107,10 +117,11 @@ pub async fn serve(
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .keep_alive_timeout(Duration::from_secs(20));
     let graceful = GracefulShutdown::new();
+    let tls_listener = tls_listener.filter(|_| proxy.edge.is_some());
     loop {
-        let (stream, peer) = tokio::select! {
+        let (stream, peer, tls) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
+                Ok((stream, peer)) => (stream, peer, false),
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
@@ -118,14 +129,56 @@ pub async fn serve(
                     continue;
                 }
             },
+            accepted = accept_tls(tls_listener.as_ref()) => match accepted {
+                Ok((stream, peer)) => (stream, peer, true),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed (TLS listener)");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
             () = stop.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let proxy = Arc::clone(&proxy);
-        let client_ip = peer.ip();
-        let svc = service_fn(move |req: Request<Incoming>| {
-            service::handle(Arc::clone(&proxy), client_ip, req)
-        });
+        let conn = forward::Conn {
+            peer: peer.ip(),
+            tls,
+        };
+        let svc = {
+            let proxy = Arc::clone(&proxy);
+            service_fn(move |req: Request<Incoming>| service::handle(Arc::clone(&proxy), conn, req))
+        };
+        if tls {
+            let Some(edge) = proxy.edge.as_ref() else {
+                continue;
+            };
+            let (acceptor, stats) = (edge.acceptor.clone(), Arc::clone(&edge.stats));
+            let (builder, watcher) = (builder.clone(), graceful.watcher());
+            tokio::spawn(async move {
+                let handshake = tokio::time::timeout(
+                    crate::tls::handshake::HANDSHAKE_TIMEOUT,
+                    acceptor.accept(stream),
+                );
+                let mut stream = match handshake.await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return stats.failed(&e),
+                    Err(_) => return stats.failed(&"handshake timed out"),
+                };
+                stats.succeeded();
+                if stream.get_ref().1.alpn_protocol() == Some(crate::tls::map::ACME_TLS_ALPN) {
+                    // A CA validating TLS-ALPN-01 only needed the handshake.
+                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+                    return;
+                }
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .into_owned();
+                if let Err(e) = watcher.watch(conn).await {
+                    tracing::debug!(error = %e, "TLS connection ended with an error");
+                }
+            });
+            continue;
+        }
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), svc)
             .into_owned();
@@ -136,6 +189,7 @@ pub async fn serve(
             }
         });
     }
+    drop(tls_listener);
     drop(listener);
     // HTTP/1 responses now say `Connection: close` (`service::handle`), so a
     // busy keep-alive client reconnects (to the successor, which accepts on
@@ -159,5 +213,15 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("shutdown timeout reached with connections still open");
+    }
+}
+
+/// The next HTTPS connection, or never when there is no TLS listener.
+async fn accept_tls(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
     }
 }

@@ -6,7 +6,6 @@
 
 use std::cell::RefCell;
 use std::convert::Infallible;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,17 +16,28 @@ use hyper::{Request, Response, StatusCode, Version};
 use super::Proxy;
 use super::body::{Finish, ProxyBody};
 use super::errors::{ProxyError, classify};
-use super::forward::{self, request_host};
+use super::forward::{self, Conn, request_host};
 use crate::router::Admission;
 use crate::target::InFlight;
 
 pub async fn handle(
     proxy: Arc<Proxy>,
-    client: IpAddr,
+    conn: Conn,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let http1 = req.version() < Version::HTTP_2;
+    let client = conn.peer;
+    // The entry point's own answers on port 80 (ACME challenges, redirects
+    // to HTTPS) come before any route; HTTPS responses may carry HSTS.
+    let mut hsts = None;
+    if let Some(edge) = &proxy.edge {
+        if conn.tls {
+            hsts = edge.hsts(&req);
+        } else if let Some(resp) = edge.plain_answer(&req) {
+            return Ok(resp);
+        }
+    }
     let admission = proxy.router.admit(request_host(&req)).await;
     let mut done = Finish {
         method: req.method().clone(),
@@ -64,13 +74,17 @@ pub async fn handle(
         return Ok(fail(done, ProxyError::NoTarget, http1));
     };
     let proxy = &done.proxy;
-    let result = forward::forward(&proxy.pool, &proxy.forward, client, req, target).await;
+    let result = forward::forward(&proxy.pool, &proxy.forward, conn, req, target).await;
     let (mut resp, client_upgrade) = match result {
         Ok(r) => r,
         Err(e) => return Ok(fail(done, e, http1)),
     };
     let (name, value) = release_header(&proxy.release_header, &target.release_header);
     resp.headers_mut().insert(name, value);
+    if let Some(value) = hsts {
+        resp.headers_mut()
+            .insert(header::STRICT_TRANSPORT_SECURITY, value);
+    }
     let status = resp.status();
     target.counters.count(status.as_u16());
     done.status = status.as_u16();

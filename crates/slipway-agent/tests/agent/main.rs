@@ -1,6 +1,7 @@
 //! End-to-end tests of the agent: the real binary, real HTTP on loopback,
 //! real upstreams started in the test. One integration binary for the area.
 
+mod pebble;
 mod util;
 
 mod drain;
@@ -8,5 +9,6 @@ mod isolation;
 mod ledger;
 mod routing;
 mod switch;
+mod tls;
 mod upgrade;
 mod websocket;
