@@ -70,7 +70,8 @@ pub struct ServeArgs {
     /// Idle upstream connections kept per target.
     #[arg(long, env = "SLIPWAY_AGENT_POOL_IDLE_PER_HOST", default_value_t = 256)]
     pub pool_idle_per_host: usize,
-    /// `X-Forwarded-Proto` sent upstream (`https` behind a TLS terminator).
+    /// `X-Forwarded-Proto` sent upstream (`https` behind a TLS terminator;
+    /// `keep`: the value the host's entry point sent, `http` or `https`).
     #[arg(long, env = "SLIPWAY_AGENT_FORWARDED_PROTO", default_value = "http")]
     pub forwarded_proto: String,
     #[arg(long, env = "SLIPWAY_AGENT_ACCESS_LOG", value_enum, default_value_t = AccessLogMode::Stdout)]
@@ -111,6 +112,15 @@ pub struct ServeArgs {
     /// CAs such as pebble); the system roots otherwise.
     #[arg(long, env = "SLIPWAY_AGENT_ACME_CA_ROOT")]
     pub acme_ca_root: Option<PathBuf>,
+    /// The same root as PEM text (the CLI passes the operator's file this
+    /// way, so an upgrade's successor gets it too); written to the state
+    /// directory and used as --acme-ca-root.
+    #[arg(
+        long,
+        env = "SLIPWAY_AGENT_ACME_CA_ROOT_PEM",
+        conflicts_with = "acme_ca_root"
+    )]
+    pub acme_ca_root_pem: Option<String>,
     /// With --take-over: if the predecessor still serves after this long,
     /// give up (it serves alone again) and exit 1.
     #[arg(

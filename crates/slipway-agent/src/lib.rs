@@ -161,7 +161,11 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         clock: ledger::system_clock(),
     });
     let metrics = Arc::new(metrics::Metrics::default());
-    let router = match router::Router::restore(Arc::clone(&ledger), Arc::clone(&metrics)) {
+    let router = match router::Router::restore(
+        Arc::clone(&ledger),
+        Arc::clone(&metrics),
+        args.tls_listen.is_some(),
+    ) {
         Ok(router) => Arc::new(router),
         Err(e) => {
             let message = format!("cannot restore routes from the ledger: {}", e.message);
@@ -383,13 +387,21 @@ fn tls_setup(
             listeners.public.len()
         );
     }
+    let ca_root = match &args.acme_ca_root_pem {
+        Some(pem) => {
+            let path = args.state_dir.join("acme-ca-root.pem");
+            fs_err::write(&path, pem).context("writing the ACME CA root to the state directory")?;
+            Some(path)
+        }
+        None => args.acme_ca_root.clone(),
+    };
     let acme = args
         .acme_directory
         .clone()
         .map(|directory| tls::acme::AcmeConfig {
             directory,
             email: args.acme_email.clone(),
-            ca_root: args.acme_ca_root.clone(),
+            ca_root,
         });
     let tls = tls::Tls::new(&args.state_dir, acme, Arc::clone(gate))?;
     tls.load()?;

@@ -96,6 +96,10 @@ impl AppRoute {
 #[derive(Default)]
 pub struct RouteTable {
     routes: Vec<Arc<AppRoute>>,
+    /// The host's shared entry point: a request is routed by its host name
+    /// only, never to a default route (an unknown name must not reach
+    /// whichever app happens to be alone).
+    hosts_only: bool,
 }
 
 impl RouteTable {
@@ -118,6 +122,9 @@ impl RouteTable {
             if found.is_some() {
                 return found;
             }
+        }
+        if self.hosts_only {
+            return None;
         }
         self.default_route()
     }
@@ -142,7 +149,10 @@ impl RouteTable {
             .collect();
         routes.push(Arc::new(route));
         routes.sort_by(|a, b| a.name.cmp(&b.name));
-        Self { routes }
+        Self {
+            routes,
+            hosts_only: self.hosts_only,
+        }
     }
 }
 
@@ -182,8 +192,17 @@ fn new_target(metrics: &Metrics, app: &str, rec: &TargetRecord) -> Result<Arc<Ta
 impl Router {
     /// Rebuild the table from the ledger's saved routes (no health check:
     /// these targets were serving when the agent stopped).
-    pub fn restore(ledger: Arc<Ledger>, metrics: Arc<Metrics>) -> Result<Self, AdminError> {
-        let mut table = RouteTable::default();
+    /// With `hosts_only` (the host's entry point) requests are routed by
+    /// host name only.
+    pub fn restore(
+        ledger: Arc<Ledger>,
+        metrics: Arc<Metrics>,
+        hosts_only: bool,
+    ) -> Result<Self, AdminError> {
+        let mut table = RouteTable {
+            hosts_only,
+            ..RouteTable::default()
+        };
         for (app, rec) in ledger.routes() {
             let active = match &rec.active {
                 Some(t) => Some(new_target(&metrics, &app, t)?),
@@ -472,7 +491,10 @@ impl Router {
 
     pub fn routes(&self) -> Result<AdminResult, AdminError> {
         let table = self.table.load();
-        let is_default = table.default_route().map(|r| Arc::clone(&r.name));
+        let is_default = (!table.hosts_only)
+            .then(|| table.default_route())
+            .flatten()
+            .map(|r| Arc::clone(&r.name));
         let status = |t: &Arc<Target>| TargetStatus {
             target: t.addr.clone(),
             release: t.release.to_string(),

@@ -122,6 +122,17 @@ fn rewrite_request(
     // configured value (which describes a terminator in front of us).
     let proto = if conn.tls {
         HeaderValue::from_static("https")
+    } else if cfg.forwarded_proto.as_bytes() == b"keep" {
+        // Behind the host's entry point (the only client that reaches this
+        // port): its `https`/`http` stands; anything else is not believed.
+        match parts
+            .headers
+            .get(&X_FORWARDED_PROTO)
+            .map(HeaderValue::as_bytes)
+        {
+            Some(b"https") => HeaderValue::from_static("https"),
+            _ => HeaderValue::from_static("http"),
+        }
     } else {
         forwarded_proto(&cfg.forwarded_proto)
     };

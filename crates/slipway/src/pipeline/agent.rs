@@ -100,7 +100,13 @@ impl Target {
                 self.config.settings.deployment.public_port,
                 AGENT_PORT,
             )],
-            serve_args: Vec::new(),
+            // Behind the entry point only it reaches this agent, and it says
+            // whether the client came over HTTPS.
+            serve_args: if self.config.settings.deployment.all_hostnames().is_empty() {
+                Vec::new()
+            } else {
+                vec!["--forwarded-proto".into(), "keep".into()]
+            },
             labels: n.labels("agent"),
             ledger_route: Some(n.route()),
             create_with: format!("slipway deploy {}", self.config.environment),

@@ -76,6 +76,9 @@ pub fn site(t: &Target) -> Result<AgentSite<'_>, StepError> {
     let mut serve_args = vec![
         "--tls-listen".to_string(),
         format!("0.0.0.0:{GATEWAY_HTTPS_PORT}"),
+        // Redirects name the port the public reaches, not the inner one.
+        "--redirect-https-port".into(),
+        entry.https_port.to_string(),
         "--acme-directory".into(),
         settings.acme.directory_url().to_string(),
     ];
@@ -192,6 +195,14 @@ pub async fn prepare(t: &Target, tools_image: &str) -> Result<Vec<CertInfo>, Ste
         let request = AdminRequest::CertEnsure(CertEnsureArgs {
             host: host.clone(),
             source: source.clone(),
+            redirect_http: t.config.settings.deployment.redirect_http,
+            hsts_max_age_secs: t
+                .config
+                .settings
+                .deployment
+                .hsts
+                .as_ref()
+                .map(|d| d.0.as_secs()),
         });
         match client(t).call(&request).await {
             Ok(AdminResult::Certs { certs: got }) => certs.extend(got),

@@ -91,14 +91,7 @@ pub async fn switch_when_healthy(
     );
     let started = Instant::now();
     let name = t.names.slot(slot);
-    let hosts = t
-        .config
-        .settings
-        .deployment
-        .hostname
-        .clone()
-        .into_iter()
-        .collect();
+    let hosts = t.config.settings.deployment.all_hostnames();
     let mut last_failure = String::new();
     loop {
         if let Some(c) = t.engine.inspect(&name).await

@@ -55,6 +55,8 @@ pub struct App {
     pub env: String,
     pub port: u16,
     pub snapshots: PathBuf,
+    /// More `--set key=value` for every command.
+    pub sets: std::cell::RefCell<Vec<String>>,
 }
 
 static NEXT: AtomicU16 = AtomicU16::new(0);
@@ -117,6 +119,7 @@ impl App {
             env,
             port,
             snapshots,
+            sets: Default::default(),
         };
         app.git(&["init", "-q", "-b", "main"]);
         app.commit_all("initial");
@@ -167,6 +170,19 @@ impl App {
             "--set".into(),
             format!("database.snapshots.dir={}", self.snapshots.display()),
         ]
+        .into_iter()
+        .chain(
+            self.sets
+                .borrow()
+                .iter()
+                .flat_map(|s| ["--set".to_string(), s.clone()]),
+        )
+        .collect()
+    }
+
+    /// Adds `--set key=value` to every later command.
+    pub fn set(&self, assignment: impl Into<String>) {
+        self.sets.borrow_mut().push(assignment.into());
     }
 
     pub fn command(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Command {

@@ -5,6 +5,7 @@
 
 mod agent_upgrade;
 mod harness;
+mod https;
 mod load;
 mod migrations;
 

@@ -8,6 +8,16 @@ use slipway_core::admin::{AdminError, AdminErrorKind, AdminRequest, AdminRespons
 
 use super::engine::Engine;
 
+fn carries_secret(request: &AdminRequest) -> bool {
+    matches!(
+        request,
+        AdminRequest::CertEnsure(slipway_core::admin::CertEnsureArgs {
+            source: slipway_core::admin::CertSource::Custom { .. },
+            ..
+        })
+    )
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("the agent in {container} cannot be reached: {reason}")]
@@ -61,15 +71,27 @@ impl<'a> AgentClient<'a> {
             reason,
         };
         let json = serde_json::to_string(request).map_err(|e| unreachable(e.to_string()))?;
-        let out = self
-            .engine
-            .exec(
-                &self.container,
-                &["slipway-agent", "ctl", "raw", &json],
-                None,
-            )
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
+        // A request carrying a private key goes on stdin: an exec's
+        // arguments are visible to anyone who can inspect the container.
+        // Others stay arguments, which agents older than `raw -` understand.
+        let out = if carries_secret(request) {
+            self.engine
+                .exec(
+                    &self.container,
+                    &["slipway-agent", "ctl", "raw", "-"],
+                    Some(json.as_bytes()),
+                )
+                .await
+        } else {
+            self.engine
+                .exec(
+                    &self.container,
+                    &["slipway-agent", "ctl", "raw", &json],
+                    None,
+                )
+                .await
+        }
+        .map_err(|e| unreachable(e.to_string()))?;
         let stdout = out.stdout_text();
         let line = stdout
             .lines()

@@ -1,0 +1,344 @@
+//! HTTPS on real domain names through the host's shared entry point, with a
+//! real ACME server (Debian's `pebble`, its DNS answering 127.0.0.1 for
+//! every name): two apps on one engine under two hostnames, one with an
+//! ACME certificate and one with the operator's own, HTTP redirected, and
+//! the second deployed and rolled back while the first is under HTTPS load
+//! with zero failed requests. The entry point gets a name and ports of its
+//! own, so this test shares nothing with another entry point on the engine.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::App;
+use crate::load::Load;
+
+/// A test CA (rcgen) for pebble's own HTTPS and for a custom certificate.
+struct TestCa {
+    cert_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    fn new(name: &str) -> TestCa {
+        let key = rcgen::KeyPair::generate().expect("ca key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let cert = params.self_signed(&key).expect("ca cert");
+        TestCa {
+            cert_pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// (chain PEM, key PEM) for `names`.
+    fn leaf(&self, names: &[&str]) -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("leaf key");
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        let cert = params.signed_by(&key, &self.issuer).expect("leaf");
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// pebble and pebble-challtestsrv, killed on drop. pebble listens on every
+/// interface so the entry point's container reaches it as
+/// `host.docker.internal`.
+struct Pebble {
+    children: Vec<Child>,
+    dir: tempfile::TempDir,
+    listen: u16,
+    management: u16,
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Pebble {
+    fn start(base: u16, http_port: u16, tls_port: u16) -> Pebble {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let api = TestCa::new("pebble api test CA");
+        let (cert, key) = api.leaf(&["host.docker.internal", "127.0.0.1", "localhost"]);
+        std::fs::write(d.join("cert.pem"), cert).expect("write");
+        std::fs::write(d.join("key.pem"), key).expect("write");
+        std::fs::write(d.join("api-root.pem"), &api.cert_pem).expect("write");
+        let (listen, management, dns, dns_mgmt) = (base, base + 1, base + 2, base + 3);
+        let config = serde_json::json!({"pebble": {
+            "listenAddress": format!("0.0.0.0:{listen}"),
+            "managementListenAddress": format!("127.0.0.1:{management}"),
+            "certificate": d.join("cert.pem"),
+            "privateKey": d.join("key.pem"),
+            "httpPort": http_port,
+            "tlsPort": tls_port,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": false,
+            "certificateValidityPeriod": 3600,
+        }});
+        std::fs::write(d.join("config.json"), config.to_string()).expect("write");
+        let log = |name: &str| Stdio::from(std::fs::File::create(d.join(name)).expect("log"));
+        let dns_child = Command::new("pebble-challtestsrv")
+            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+            .args(["-dns01", &format!("127.0.0.1:{dns}")])
+            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+            .args(["-management", &format!("127.0.0.1:{dns_mgmt}")])
+            .stdout(log("challtestsrv.log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pebble-challtestsrv (Debian package `pebble`; scripts/setup.sh installs it)");
+        let pebble_child = Command::new("pebble")
+            .arg("-config")
+            .arg(d.join("config.json"))
+            .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .stdout(log("pebble.log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pebble (Debian package `pebble`; scripts/setup.sh installs it)");
+        let pebble = Pebble {
+            children: vec![pebble_child, dns_child],
+            dir,
+            listen,
+            management,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", listen)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "pebble did not listen: {}",
+                pebble.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        pebble
+    }
+
+    fn api_root(&self) -> PathBuf {
+        self.dir.path().join("api-root.pem")
+    }
+
+    /// The root pebble issues under (a new one at every start).
+    fn issuing_root(&self) -> PathBuf {
+        let path = self.dir.path().join("issuing-root.pem");
+        let out = Command::new("curl")
+            .args(["-sf", "--cacert"])
+            .arg(self.api_root())
+            .arg(format!("https://127.0.0.1:{}/roots/0", self.management))
+            .output()
+            .expect("curl");
+        assert!(out.status.success(), "pebble /roots/0: {}", self.log());
+        std::fs::write(&path, &out.stdout).expect("write");
+        path
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
+    }
+}
+
+/// `curl` to the entry point for `host`, resolved to 127.0.0.1:`port`.
+fn curl(host: &str, port: u16, url: &str, extra: &[&str]) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-m", "10", "-D", "-", "--resolve"])
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("curl");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The serial of the certificate the entry point serves for `host`.
+fn served_issuer(host: &str, port: u16, root: &Path) -> String {
+    let (out, err) = curl(
+        host,
+        port,
+        &format!("https://{host}:{port}/health"),
+        &[
+            "-v",
+            "-o",
+            "/dev/null",
+            "--cacert",
+            root.to_str().expect("utf-8"),
+        ],
+    );
+    format!("{out}{err}")
+        .lines()
+        .find(|l| l.contains("issuer:"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn two_apps_on_one_host_get_https_and_one_deploys_without_failing_the_others_requests() {
+    // Dropped last: the apps' edges leave the entry point's network first.
+    let mut guard = EntryPointGuard(String::new());
+    let a = App::new("tlsa");
+    let b = App::new("tlsb");
+    // Ports of this test's own entry point and pebble, from a's unique port.
+    let (http_port, https_port) = (a.port + 4000, a.port + 5000);
+    let pebble = Pebble::start(a.port + 6000, http_port, https_port);
+    let entry = format!("{}-gw", a.name);
+    let (host_a, host_b) = (
+        format!("{}.slipway.test", a.name),
+        format!("{}.slipway.test", b.name),
+    );
+    let custom_ca = TestCa::new("operator's own CA");
+    let (cert, key) = custom_ca.leaf(&[&format!("*.{}", "slipway.test")]);
+    std::fs::write(b.root().join("wild.crt"), cert).expect("cert");
+    std::fs::write(b.root().join("wild.key"), key).expect("key");
+    std::fs::write(
+        b.root().join(".gitignore"),
+        "ctx/\ndeploy/config/environments/.env.*\nwild.*\n",
+    )
+    .expect("gitignore");
+    b.commit_all("ignore the key");
+    let custom_root = b.root().join("custom-root.pem");
+    std::fs::write(&custom_root, &custom_ca.cert_pem).expect("root");
+    for (app, host) in [(&a, &host_a), (&b, &host_b)] {
+        app.set(format!("deployment.hostnames=[{host}]"));
+        app.set(format!("providers.docker.entry_point.name={entry}"));
+        app.set(format!(
+            "providers.docker.entry_point.http_port={http_port}"
+        ));
+        app.set(format!(
+            "providers.docker.entry_point.https_port={https_port}"
+        ));
+        app.set(format!(
+            "acme.directory=https://host.docker.internal:{}/dir",
+            pebble.listen
+        ));
+        app.set(format!("acme.ca_root={}", pebble.api_root().display()));
+        app.set("acme.email=ops@example.org");
+    }
+    b.set("deployment.tls.cert=wild.crt");
+    b.set("deployment.tls.key=wild.key");
+    guard.0 = entry.clone();
+
+    // a: an ACME certificate, obtained before the switch.
+    let run = a.deploy();
+    assert_eq!(run.code, 0, "{}\npebble: {}", run.all(), pebble.log());
+    assert!(run.stderr.contains("https"), "{}", run.all());
+    let root = pebble.issuing_root();
+    let (out, err) = curl(
+        &host_a,
+        https_port,
+        &format!("https://{host_a}:{https_port}/health"),
+        &["--cacert", root.to_str().expect("utf-8")],
+    );
+    assert!(
+        out.starts_with("HTTP/2 200") || out.starts_with("HTTP/1.1 200"),
+        "{out}{err}"
+    );
+    assert!(
+        served_issuer(&host_a, https_port, &root).contains("Pebble"),
+        "{}",
+        pebble.log()
+    );
+    // Plain HTTP is redirected, path and query kept.
+    let (out, _) = curl(
+        &host_a,
+        http_port,
+        &format!("http://{host_a}:{http_port}/version?x=1"),
+        &[],
+    );
+    assert!(out.starts_with("HTTP/1.1 301"), "{out}");
+    assert!(
+        out.to_ascii_lowercase().contains(&format!(
+            "location: https://{host_a}:{https_port}/version?x=1"
+        )),
+        "{out}"
+    );
+    // An unknown name gets no certificate at all.
+    let (_, err) = curl(
+        "unknown.slipway.test",
+        https_port,
+        &format!("https://unknown.slipway.test:{https_port}/health"),
+        &["-k", "-v"],
+    );
+    assert!(err.contains("alert") || err.contains("SSL"), "{err}");
+    let status = a.status_json();
+    assert_eq!(
+        status["certificates"][0]["host"],
+        host_a.as_str(),
+        "{status}"
+    );
+    assert_eq!(status["certificates"][0]["source"], "acme", "{status}");
+
+    // b: the operator's own (wildcard) certificate, beside a's ACME one,
+    // deployed, redeployed and rolled back while a is under HTTPS load.
+    let addr: SocketAddr = format!("127.0.0.1:{https_port}").parse().expect("addr");
+    let root_pem = std::fs::read_to_string(&root).expect("root");
+    let load = Load::start_https(
+        addr,
+        &host_a,
+        "/version",
+        &root_pem,
+        3,
+        200_000,
+        Duration::from_millis(3),
+    );
+    let run = b.deploy();
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        served_issuer(&host_b, https_port, &custom_root).contains("operator's own CA"),
+        "b serves its own certificate"
+    );
+    b.commit_file("NOTES.md", "a second release\n", "second release");
+    let run = b.deploy();
+    assert_eq!(run.code, 0, "{}", run.all());
+    let run = b.slipway(&["rollback", &b.env, "--yes"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let (out, err) = curl(
+        &host_b,
+        https_port,
+        &format!("https://{host_b}:{https_port}/health"),
+        &["--cacert", custom_root.to_str().expect("utf-8")],
+    );
+    assert!(out.contains(" 200"), "{out}{err}");
+    let (ok, failed, errors) = load.finish();
+    assert!(ok > 100, "the load ran: {ok} ok");
+    assert_eq!(
+        failed, 0,
+        "a's requests failed while b deployed: {errors:?}"
+    );
+    // a still serves the same certificate (the entry point kept it).
+    assert!(served_issuer(&host_a, https_port, &root).contains("Pebble"));
+    eprintln!("a under load during b's two deploys and rollback: {ok} requests, {failed} failed");
+}
+
+/// Removes this test's entry point (its containers, network and volume).
+struct EntryPointGuard(String);
+
+impl Drop for EntryPointGuard {
+    fn drop(&mut self) {
+        let name = &self.0;
+        if name.is_empty() {
+            return;
+        }
+        for c in [name.clone(), format!("{name}-edge"), format!("{name}-next")] {
+            let _ = Command::new("docker").args(["rm", "-f", &c]).output();
+        }
+        let _ = Command::new("docker")
+            .args(["network", "rm", &format!("{name}-net")])
+            .output();
+        let _ = Command::new("docker")
+            .args(["volume", "rm", &format!("{name}-state")])
+            .output();
+    }
+}
