@@ -8,6 +8,7 @@ use crate::cli::{AgentCommand, AgentUpgradeArgs, GlobalArgs};
 use crate::exit::{CliError, Exit};
 use crate::output::Printer;
 use crate::pipeline::context::Target;
+use crate::pipeline::gateway;
 use crate::pipeline::{agent, lock, record};
 use crate::tasks;
 
@@ -71,8 +72,31 @@ fn status(env: &str, global: &GlobalArgs, printer: &Printer) -> Result<(), CliEr
         let lock = ledger.as_ref().and_then(|l| l.lock.as_ref());
         let history = ledger.as_ref().map_or(0, |l| l.deployment_history.len());
 
+        // The host's shared entry point, for an environment served by it.
+        let entry_point = if gateway::is_used(&t) {
+            let names = gateway::GatewayNames::of(&t);
+            let info = t.engine.inspect(&names.agent).await;
+            let version = match &info {
+                Some(_) => agent::version_of(&gateway::client(&t)).await.ok(),
+                None => None,
+            };
+            let certs = match &info {
+                Some(_) => gateway::certs(&t).await.unwrap_or_default(),
+                None => Vec::new(),
+            };
+            Some((names.agent, info, version, certs))
+        } else {
+            None
+        };
         if printer.json() {
             printer.json_value(&json!({
+                "entry_point": entry_point.as_ref().map(|(name, info, version, certs)| json!({
+                    "container": name,
+                    "image": info.as_ref().map(|i| i.image.clone()),
+                    "running": info.as_ref().is_some_and(|i| i.running),
+                    "version": version,
+                    "certificates": certs,
+                })),
                 "container": name,
                 "image": container.image,
                 "expected_image": expected,
@@ -156,6 +180,25 @@ fn status(env: &str, global: &GlobalArgs, printer: &Printer) -> Result<(), CliEr
         }
         if routes.is_empty() {
             printer.line("route    none yet");
+        }
+        if let Some((name, info, version, certs)) = &entry_point {
+            printer.line(match (info, version) {
+                (None, _) => {
+                    format!("entry    {name}: not running yet (`slipway deploy {env}` starts it)")
+                }
+                (Some(i), Some(v)) => format!(
+                    "entry    {name}: slipway-agent {}, {}, up {}, image {}",
+                    v.agent_version,
+                    v.role,
+                    uptime(v.uptime_secs),
+                    i.image
+                ),
+                (Some(i), None) => format!("entry    {name}: not answering (image {})", i.image),
+            });
+            for host in t.config.settings.deployment.all_hostnames() {
+                let cert = certs.iter().find(|c| c.host == host);
+                printer.line(format!("https    {host}: {}", gateway::describe_cert(cert)));
+            }
         }
         printer.line(format!(
             "ledger   format {}; current {}; previous {}; {history} deployment{} recorded; {}",

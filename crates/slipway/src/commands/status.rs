@@ -110,45 +110,14 @@ pub fn run(env: &str, global: &crate::cli::GlobalArgs, printer: &Printer) -> Res
         }
         for host in t.config.settings.deployment.all_hostnames() {
             let cert = certs.iter().flatten().find(|c| c.host == host);
-            printer.line(format!("  https     {host}: {}", describe_cert(cert)));
+            printer.line(format!(
+                "  https     {host}: {}",
+                crate::pipeline::gateway::describe_cert(cert)
+            ));
         }
         printer.line(format!("  url       {}", t.public_url("/")));
         Ok(())
     })
-}
-
-/// One hostname's certificate, an expired one or a failing renewal first.
-fn describe_cert(cert: Option<&slipway_core::admin::CertInfo>) -> String {
-    let Some(c) = cert else {
-        return "no certificate yet (the next deploy obtains it)".to_string();
-    };
-    let date = |unix: i64| {
-        time::OffsetDateTime::from_unix_timestamp(unix)
-            .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_else(|| unix.to_string())
-    };
-    let mut parts = Vec::new();
-    if c.expired {
-        parts.push("EXPIRED".to_string());
-    }
-    if let Some(e) = &c.last_error {
-        parts.push(format!("last error: {e}"));
-    }
-    parts.push(c.source.clone());
-    if let Some(issuer) = &c.issuer {
-        parts.push(format!("issuer {issuer}"));
-    }
-    if let Some(t) = c.not_after {
-        parts.push(format!("expires {}", date(t)));
-    }
-    if let Some(t) = c.next_renewal {
-        parts.push(format!("renews from {}", date(t)));
-    }
-    parts.join(", ")
 }
 
 /// `healthy|degraded|unhealthy` from the service's own health endpoint

@@ -302,6 +302,40 @@ pub async fn certs(t: &Target) -> Result<Vec<CertInfo>, StepError> {
     }
 }
 
+/// One hostname's certificate, an expired one or a failing renewal first.
+pub fn describe_cert(cert: Option<&slipway_core::admin::CertInfo>) -> String {
+    let Some(c) = cert else {
+        return "no certificate yet (the next deploy obtains it)".to_string();
+    };
+    let date = |unix: i64| {
+        time::OffsetDateTime::from_unix_timestamp(unix)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| unix.to_string())
+    };
+    let mut parts = Vec::new();
+    if c.expired {
+        parts.push("EXPIRED".to_string());
+    }
+    if let Some(e) = &c.last_error {
+        parts.push(format!("last error: {e}"));
+    }
+    parts.push(c.source.clone());
+    if let Some(issuer) = &c.issuer {
+        parts.push(format!("issuer {issuer}"));
+    }
+    if let Some(t) = c.not_after {
+        parts.push(format!("expires {}", date(t)));
+    }
+    if let Some(t) = c.next_renewal {
+        parts.push(format!("renews from {}", date(t)));
+    }
+    parts.join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

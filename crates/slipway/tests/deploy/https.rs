@@ -311,6 +311,21 @@ fn two_apps_on_one_host_get_https_and_one_deploys_without_failing_the_others_req
         &["--cacert", custom_root.to_str().expect("utf-8")],
     );
     assert!(out.contains(" 200"), "{out}{err}");
+    // Both status views name b's certificate: its source and issuer.
+    let run = b.slipway(&["agent", "status", &b.env]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout.contains(&format!("https    {host_b}: custom"))
+            && run.stdout.contains("operator's own CA"),
+        "{}",
+        run.all()
+    );
+    let run = b.slipway(&["status", &b.env]);
+    assert!(
+        run.stdout.contains(&format!("https     {host_b}: custom")),
+        "{}",
+        run.all()
+    );
     let (ok, failed, errors) = load.finish();
     assert!(ok > 100, "the load ran: {ok} ok");
     assert_eq!(
