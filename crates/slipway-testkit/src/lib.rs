@@ -56,6 +56,8 @@
 //! `Debug`), and never put on a command line: it reaches `docker run` through
 //! the environment.
 
+pub mod pebble;
+
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};

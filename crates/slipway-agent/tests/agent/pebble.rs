@@ -4,11 +4,9 @@
 //! ACME server: Debian's `pebble` with `pebble-challtestsrv` as its DNS.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
@@ -16,8 +14,6 @@ use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, ServerName};
-
-use crate::util::eventually;
 
 /// A loopback port below 32768 (outside the kernel's ephemeral range, so a
 /// client socket never takes it meanwhile), free when handed out and never
@@ -39,40 +35,11 @@ pub fn low_port() -> u16 {
     }
 }
 
-/// A test CA that signs leaf certificates.
-pub struct TestCa {
-    pub cert_pem: String,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
+pub use slipway_testkit::pebble::{Pebble, PebbleOptions, TestCa};
 
-impl TestCa {
-    pub fn new(name: &str) -> TestCa {
-        let key = rcgen::KeyPair::generate().expect("ca key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let cert = params.self_signed(&key).expect("ca cert");
-        TestCa {
-            cert_pem: cert.pem(),
-            issuer: rcgen::Issuer::new(params, key),
-        }
-    }
-
-    /// (chain PEM, key PEM) for `names`.
-    pub fn leaf(&self, names: &[&str]) -> (String, String) {
-        let key = rcgen::KeyPair::generate().expect("leaf key");
-        let params =
-            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .expect("params");
-        let cert = params.signed_by(&key, &self.issuer).expect("leaf");
-        (cert.pem(), key.serialize_pem())
-    }
-
-    pub fn roots(&self) -> RootCertStore {
-        roots_from_pem(&self.cert_pem)
-    }
+/// The CA's certificate as rustls roots.
+pub fn ca_roots(ca: &TestCa) -> RootCertStore {
+    roots_from_pem(&ca.cert_pem)
 }
 
 pub fn roots_from_pem(pem: &str) -> RootCertStore {
@@ -220,113 +187,34 @@ pub async fn echo_upstream(name: &'static str) -> (SocketAddr, tokio::task::Join
     (addr, task)
 }
 
-/// pebble (the ACME server) and pebble-challtestsrv (its DNS: every name
-/// resolves to 127.0.0.1), killed on drop.
-pub struct Pebble {
-    pebble: Child,
-    dns: Child,
-    pub directory: String,
-    /// PEM of the CA behind pebble's own HTTPS (for --acme-ca-root).
-    pub api_root: PathBuf,
-    api_ca: TestCa,
-    management: SocketAddr,
+/// Starts pebble (see `slipway_testkit::pebble`) on low ports of this
+/// process; validation dials `http_port` and `tls_port` on 127.0.0.1.
+pub async fn start_pebble(dir: &Path, http_port: u16, tls_port: u16, validity_secs: u64) -> Pebble {
+    let opts = PebbleOptions {
+        http_port,
+        tls_port,
+        validity_secs,
+        ..PebbleOptions::new([low_port(), low_port(), low_port(), low_port()])
+    };
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || Pebble::start(&dir, &opts))
+        .await
+        .expect("pebble start")
 }
 
-impl Drop for Pebble {
-    fn drop(&mut self) {
-        for child in [&mut self.pebble, &mut self.dns] {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// The root pebble signs certificates with (changes at every start).
+pub async fn issuing_root(pebble: &Pebble) -> RootCertStore {
+    roots_from_pem(&tokio::task::block_in_place(|| pebble.issuing_root_pem()))
 }
 
-impl Pebble {
-    /// Validation dials `http_port` (HTTP-01) and `tls_port` (TLS-ALPN-01)
-    /// on 127.0.0.1; certificates live `validity_secs`.
-    pub async fn start(dir: &Path, http_port: u16, tls_port: u16, validity_secs: u64) -> Pebble {
-        let dir = dir.join("pebble");
-        std::fs::create_dir_all(&dir).expect("pebble dir");
-        let api_ca = TestCa::new("pebble api test CA");
-        let (cert, key) = api_ca.leaf(&["127.0.0.1", "localhost"]);
-        std::fs::write(dir.join("cert.pem"), cert).expect("write");
-        std::fs::write(dir.join("key.pem"), key).expect("write");
-        let api_root = dir.join("api-root.pem");
-        std::fs::write(&api_root, &api_ca.cert_pem).expect("write");
-        let (listen, management, dns) = (low_port(), low_port(), low_port());
-        let config = serde_json::json!({"pebble": {
-            "listenAddress": format!("127.0.0.1:{listen}"),
-            "managementListenAddress": format!("127.0.0.1:{management}"),
-            "certificate": dir.join("cert.pem"),
-            "privateKey": dir.join("key.pem"),
-            "httpPort": http_port,
-            "tlsPort": tls_port,
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": false,
-            "certificateValidityPeriod": validity_secs,
-        }});
-        std::fs::write(dir.join("config.json"), config.to_string()).expect("write");
-        let log = |name: &str| {
-            std::fs::File::create(dir.join(name))
-                .map(Stdio::from)
-                .unwrap_or_else(|_| Stdio::null())
-        };
-        let dns_child = Command::new("pebble-challtestsrv")
-            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-            .args(["-dns01", &format!("127.0.0.1:{dns}")])
-            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-            .args(["-management", &format!("127.0.0.1:{}", low_port())])
-            .stdout(log("challtestsrv.log"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("pebble-challtestsrv (Debian package `pebble`; scripts/setup.sh installs it)");
-        let pebble_child = Command::new("pebble")
-            .arg("-config")
-            .arg(dir.join("config.json"))
-            .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_WFE_NONCEREJECT", "0")
-            // Validate every order afresh, so renewals exercise challenges too.
-            .env("PEBBLE_AUTHZREUSE", "0")
-            .stdout(log("pebble.log"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("pebble (Debian package `pebble`; scripts/setup.sh installs it)");
-        let pebble = Pebble {
-            pebble: pebble_child,
-            dns: dns_child,
-            directory: format!("https://127.0.0.1:{listen}/dir"),
-            api_root,
-            api_ca,
-            management: format!("127.0.0.1:{management}").parse().expect("addr"),
-        };
-        let addr: SocketAddr = format!("127.0.0.1:{listen}").parse().expect("addr");
-        eventually("pebble listening", Duration::from_secs(10), || async move {
-            tokio::net::TcpStream::connect(addr).await.ok().map(|_| ())
-        })
-        .await;
-        pebble
-    }
-
-    /// The root pebble signs certificates with (changes at every start).
-    pub async fn issuing_root(&self) -> RootCertStore {
-        let config = client_config(self.api_ca.roots(), &[b"http/1.1"]);
-        let answer = https_get(self.management, "127.0.0.1", "/roots/0", config)
-            .await
-            .expect("pebble /roots/0");
-        assert_eq!(answer.status, 200, "{}", answer.body);
-        roots_from_pem(&answer.body)
-    }
-
-    /// Agent flags for this ACME server.
-    pub fn agent_flags(&self) -> Vec<String> {
-        vec![
-            "--acme-directory".into(),
-            self.directory.clone(),
-            "--acme-ca-root".into(),
-            self.api_root.display().to_string(),
-            "--acme-email".into(),
-            "ops@example.org".into(),
-        ]
-    }
+/// Agent flags for this ACME server.
+pub fn agent_flags(pebble: &Pebble) -> Vec<String> {
+    vec![
+        "--acme-directory".into(),
+        pebble.directory(),
+        "--acme-ca-root".into(),
+        pebble.api_root().display().to_string(),
+        "--acme-email".into(),
+        "ops@example.org".into(),
+    ]
 }

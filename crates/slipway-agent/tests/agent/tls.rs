@@ -91,7 +91,7 @@ async fn custom_certificate_serves_h1_and_h2_refuses_unknown_names_and_redirects
 
     // HTTP/1.1 and HTTP/2, chosen by ALPN; the app sees https.
     for (alpn, expected) in [(&b"http/1.1"[..], &b"http/1.1"[..]), (b"h2", b"h2")] {
-        let config = client_config(ca.roots(), &[alpn]);
+        let config = client_config(ca_roots(&ca), &[alpn]);
         let a = https_get(gw.tls, "app.test", "/x", config)
             .await
             .expect("https");
@@ -101,7 +101,7 @@ async fn custom_certificate_serves_h1_and_h2_refuses_unknown_names_and_redirects
     }
 
     // A name with no certificate: a TLS alert, never app.test's certificate.
-    let config = client_config(ca.roots(), &[b"h2"]);
+    let config = client_config(ca_roots(&ca), &[b"h2"]);
     let err = connect(gw.tls, "other.test", config)
         .await
         .expect_err("refused");
@@ -188,7 +188,7 @@ async fn custom_certificate_serves_h1_and_h2_refuses_unknown_names_and_redirects
         String::from_utf8_lossy(&out.stdout)
     );
     // The wildcard serves one label below it.
-    let config = client_config(ca.roots(), &[b"http/1.1"]);
+    let config = client_config(ca_roots(&ca), &[b"http/1.1"]);
     let a = connect(gw.tls, "blue.apps.test", config).await;
     assert!(a.is_ok(), "{:?}", a.err());
 
@@ -211,8 +211,8 @@ async fn reqwest_metrics(addr: SocketAddr) -> String {
 async fn acme_http01_certificate_verifies_against_pebbles_root_and_survives_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (http, tls) = (low_port(), low_port());
-    let pebble = Pebble::start(dir.path(), http, tls, 3600).await;
-    let mut gw = gateway(dir.path(), http, tls, pebble.agent_flags()).await;
+    let pebble = start_pebble(dir.path(), http, tls, 3600).await;
+    let mut gw = gateway(dir.path(), http, tls, agent_flags(&pebble)).await;
     let (up, _task) = echo_upstream("app").await;
     let (code, v) = deploy(
         &gw.agent,
@@ -237,7 +237,7 @@ async fn acme_http01_certificate_verifies_against_pebbles_root_and_survives_a_re
     );
     let serial = serial_of(&gw.agent.ctl(&["cert", "list"]).1, "app.test").expect("serial");
 
-    let root = pebble.issuing_root().await;
+    let root = issuing_root(&pebble).await;
     let a = https_get(
         gw.tls,
         "app.test",
@@ -296,11 +296,11 @@ async fn acme_falls_back_to_tls_alpn_01_when_port_80_is_not_reachable() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (http, tls, unreachable) = (low_port(), low_port(), low_port());
     // pebble dials a port nobody listens on for HTTP-01.
-    let pebble = Pebble::start(dir.path(), unreachable, tls, 3600).await;
-    let gw = gateway(dir.path(), http, tls, pebble.agent_flags()).await;
+    let pebble = start_pebble(dir.path(), unreachable, tls, 3600).await;
+    let gw = gateway(dir.path(), http, tls, agent_flags(&pebble)).await;
     let (code, v) = gw.agent.ctl(&["cert", "ensure", "alpn.test"]);
     assert_eq!(code, 0, "{v}");
-    let root = pebble.issuing_root().await;
+    let root = issuing_root(&pebble).await;
     let a = connect(gw.tls, "alpn.test", client_config(root, &[b"h2"])).await;
     assert!(a.is_ok(), "{:?}", a.err());
 }
@@ -309,8 +309,8 @@ async fn acme_falls_back_to_tls_alpn_01_when_port_80_is_not_reachable() {
 async fn acme_validation_failure_reports_the_cas_reason_and_serves_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (http, tls) = (low_port(), low_port());
-    let pebble = Pebble::start(dir.path(), low_port(), low_port(), 3600).await;
-    let gw = gateway(dir.path(), http, tls, pebble.agent_flags()).await;
+    let pebble = start_pebble(dir.path(), low_port(), low_port(), 3600).await;
+    let gw = gateway(dir.path(), http, tls, agent_flags(&pebble)).await;
     let (code, v) = gw.agent.ctl(&["cert", "ensure", "broken.test"]);
     assert_eq!(code, 9, "{v}");
     let message = v["error"]["message"].as_str().unwrap_or("");
@@ -333,8 +333,8 @@ async fn short_lived_certificate_is_renewed_under_https_load_without_a_failed_re
     let dir = tempfile::tempdir().expect("tempdir");
     let (http, tls) = (low_port(), low_port());
     // 60 s certificates: renewal after at most 40 s.
-    let pebble = Pebble::start(dir.path(), http, tls, 60).await;
-    let gw = gateway(dir.path(), http, tls, pebble.agent_flags()).await;
+    let pebble = start_pebble(dir.path(), http, tls, 60).await;
+    let gw = gateway(dir.path(), http, tls, agent_flags(&pebble)).await;
     let (up, _task) = echo_upstream("app").await;
     let (code, v) = deploy(
         &gw.agent,
@@ -347,7 +347,7 @@ async fn short_lived_certificate_is_renewed_under_https_load_without_a_failed_re
     let (code, v) = gw.agent.ctl(&["cert", "ensure", "app.test"]);
     assert_eq!(code, 0, "{v}");
     let first = serial_of(&gw.agent.ctl(&["cert", "list"]).1, "app.test").expect("serial");
-    let root = pebble.issuing_root().await;
+    let root = issuing_root(&pebble).await;
 
     // New connections (each a handshake) plus one long-lived h2 connection.
     let stop = Arc::new(AtomicBool::new(false));
@@ -465,7 +465,7 @@ async fn tls_listeners_are_handed_over_in_an_upgrade_without_a_failed_request() 
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let mut tasks = Vec::new();
     for _ in 0..4 {
-        let (stop, ok, failed, roots) = (stop.clone(), ok.clone(), failed.clone(), ca.roots());
+        let (stop, ok, failed, roots) = (stop.clone(), ok.clone(), failed.clone(), ca_roots(&ca));
         let addr = gw.tls;
         tasks.push(tokio::spawn(async move {
             let config = client_config(roots, &[b"http/1.1"]);

@@ -139,9 +139,9 @@ fn agent_upgrades_and_downgrades_ten_times_under_load_with_zero_failed_requests(
     assert_eq!(app.serving().as_deref(), Some(release.as_str()));
 
     // Requests kept flowing after the last step, and none failed throughout.
-    let served_before = load.ok.load(std::sync::atomic::Ordering::Relaxed);
+    let served_before = load.ok_so_far();
     std::thread::sleep(Duration::from_millis(500));
-    assert!(load.ok.load(std::sync::atomic::Ordering::Relaxed) > served_before);
+    assert!(load.ok_so_far() > served_before);
     let (ok, failed, errors) = load.finish();
     let mut totals: Vec<u64> = steps.iter().map(|s| s.0).collect();
     totals.sort_unstable();

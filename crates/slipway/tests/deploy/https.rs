@@ -7,146 +7,14 @@
 //! own, so this test shares nothing with another entry point on the engine.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use slipway_testkit::pebble::{Pebble, PebbleOptions, TestCa};
 
 use crate::harness::App;
 use crate::load::Load;
-
-/// A test CA (rcgen) for pebble's own HTTPS and for a custom certificate.
-struct TestCa {
-    cert_pem: String,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
-
-impl TestCa {
-    fn new(name: &str) -> TestCa {
-        let key = rcgen::KeyPair::generate().expect("ca key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let cert = params.self_signed(&key).expect("ca cert");
-        TestCa {
-            cert_pem: cert.pem(),
-            issuer: rcgen::Issuer::new(params, key),
-        }
-    }
-
-    /// (chain PEM, key PEM) for `names`.
-    fn leaf(&self, names: &[&str]) -> (String, String) {
-        let key = rcgen::KeyPair::generate().expect("leaf key");
-        let params =
-            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .expect("params");
-        let cert = params.signed_by(&key, &self.issuer).expect("leaf");
-        (cert.pem(), key.serialize_pem())
-    }
-}
-
-/// pebble and pebble-challtestsrv, killed on drop. pebble listens on every
-/// interface so the entry point's container reaches it as
-/// `host.docker.internal`.
-struct Pebble {
-    children: Vec<Child>,
-    dir: tempfile::TempDir,
-    listen: u16,
-    management: u16,
-}
-
-impl Drop for Pebble {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Pebble {
-    fn start(base: u16, http_port: u16, tls_port: u16) -> Pebble {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path();
-        let api = TestCa::new("pebble api test CA");
-        let (cert, key) = api.leaf(&["host.docker.internal", "127.0.0.1", "localhost"]);
-        std::fs::write(d.join("cert.pem"), cert).expect("write");
-        std::fs::write(d.join("key.pem"), key).expect("write");
-        std::fs::write(d.join("api-root.pem"), &api.cert_pem).expect("write");
-        let (listen, management, dns, dns_mgmt) = (base, base + 1, base + 2, base + 3);
-        let config = serde_json::json!({"pebble": {
-            "listenAddress": format!("0.0.0.0:{listen}"),
-            "managementListenAddress": format!("127.0.0.1:{management}"),
-            "certificate": d.join("cert.pem"),
-            "privateKey": d.join("key.pem"),
-            "httpPort": http_port,
-            "tlsPort": tls_port,
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": false,
-            "certificateValidityPeriod": 3600,
-        }});
-        std::fs::write(d.join("config.json"), config.to_string()).expect("write");
-        let log = |name: &str| Stdio::from(std::fs::File::create(d.join(name)).expect("log"));
-        let dns_child = Command::new("pebble-challtestsrv")
-            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-            .args(["-dns01", &format!("127.0.0.1:{dns}")])
-            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-            .args(["-management", &format!("127.0.0.1:{dns_mgmt}")])
-            .stdout(log("challtestsrv.log"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("pebble-challtestsrv (Debian package `pebble`; scripts/setup.sh installs it)");
-        let pebble_child = Command::new("pebble")
-            .arg("-config")
-            .arg(d.join("config.json"))
-            .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_WFE_NONCEREJECT", "0")
-            .stdout(log("pebble.log"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("pebble (Debian package `pebble`; scripts/setup.sh installs it)");
-        let pebble = Pebble {
-            children: vec![pebble_child, dns_child],
-            dir,
-            listen,
-            management,
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(("127.0.0.1", listen)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "pebble did not listen: {}",
-                pebble.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        pebble
-    }
-
-    fn api_root(&self) -> PathBuf {
-        self.dir.path().join("api-root.pem")
-    }
-
-    /// The root pebble issues under (a new one at every start).
-    fn issuing_root(&self) -> PathBuf {
-        let path = self.dir.path().join("issuing-root.pem");
-        let out = Command::new("curl")
-            .args(["-sf", "--cacert"])
-            .arg(self.api_root())
-            .arg(format!("https://127.0.0.1:{}/roots/0", self.management))
-            .output()
-            .expect("curl");
-        assert!(out.status.success(), "pebble /roots/0: {}", self.log());
-        std::fs::write(&path, &out.stdout).expect("write");
-        path
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
-    }
-}
 
 /// `curl` to the entry point for `host`, resolved to 127.0.0.1:`port`.
 fn curl(host: &str, port: u16, url: &str, extra: &[&str]) -> (String, String) {
@@ -192,7 +60,18 @@ fn two_apps_on_one_host_get_https_and_one_deploys_without_failing_the_others_req
     let b = App::new("tlsb");
     // Ports of this test's own entry point and pebble, from a's unique port.
     let (http_port, https_port) = (a.port + 4000, a.port + 5000);
-    let pebble = Pebble::start(a.port + 6000, http_port, https_port);
+    let pebble_dir = tempfile::tempdir().expect("tempdir");
+    let base = a.port + 6000;
+    let pebble = Pebble::start(
+        pebble_dir.path(),
+        &PebbleOptions {
+            // Reached from the entry point's container as host.docker.internal.
+            listen_host: "0.0.0.0".into(),
+            http_port,
+            tls_port: https_port,
+            ..PebbleOptions::new([base, base + 1, base + 2, base + 3])
+        },
+    );
     let entry = format!("{}-gw", a.name);
     let (host_a, host_b) = (
         format!("{}.slipway.test", a.name),
@@ -221,7 +100,7 @@ fn two_apps_on_one_host_get_https_and_one_deploys_without_failing_the_others_req
         ));
         app.set(format!(
             "acme.directory=https://host.docker.internal:{}/dir",
-            pebble.listen
+            pebble.listen_port()
         ));
         app.set(format!("acme.ca_root={}", pebble.api_root().display()));
         app.set("acme.email=ops@example.org");
@@ -234,7 +113,8 @@ fn two_apps_on_one_host_get_https_and_one_deploys_without_failing_the_others_req
     let run = a.deploy();
     assert_eq!(run.code, 0, "{}\npebble: {}", run.all(), pebble.log());
     assert!(run.stderr.contains("https"), "{}", run.all());
-    let root = pebble.issuing_root();
+    let root = pebble_dir.path().join("issuing-root.pem");
+    std::fs::write(&root, pebble.issuing_root_pem()).expect("root");
     let (out, err) = curl(
         &host_a,
         https_port,

@@ -9,86 +9,118 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub struct Load {
-    stop: Arc<AtomicBool>,
-    pub ok: Arc<AtomicU64>,
-    pub failed: Arc<AtomicU64>,
-    errors: Arc<std::sync::Mutex<Vec<String>>>,
+    tally: Arc<Tally>,
     threads: Vec<JoinHandle<()>>,
 }
 
+/// What every worker of one load counts into.
+struct Tally {
+    stop: AtomicBool,
+    max_requests: u64,
+    ok: AtomicU64,
+    failed: AtomicU64,
+    errors: std::sync::Mutex<Vec<String>>,
+}
+
+type Answer<E> =
+    Result<Result<hyper::Response<hyper::body::Incoming>, E>, tokio::time::error::Elapsed>;
+
+impl Tally {
+    fn running(&self) -> bool {
+        !self.stop.load(Ordering::Relaxed)
+            && self.ok.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed)
+                < self.max_requests
+    }
+
+    fn fail(&self, why: String) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        self.errors.lock().unwrap().push(why);
+    }
+
+    /// Counts one answer (read to its end when it succeeded); false when
+    /// it failed.
+    async fn record<E: std::fmt::Debug>(&self, answer: Answer<E>) -> bool {
+        match answer {
+            Ok(Ok(r)) if r.status().is_success() => {
+                let _ = http_body_util::BodyExt::collect(r.into_body()).await;
+                self.ok.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Ok(Ok(r)) => {
+                self.fail(format!("HTTP {}", r.status()));
+                false
+            }
+            Ok(Err(e)) => {
+                self.fail(format!("{e:?}"));
+                false
+            }
+            Err(_) => {
+                self.fail("timeout".into());
+                false
+            }
+        }
+    }
+}
+
 impl Load {
-    /// `workers` threads, each with a keep-alive connection pool, at most
-    /// `max_requests` requests in all, paced every `pause`.
-    pub fn start(url: &str, workers: usize, max_requests: u64, pause: Duration) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
+    /// `workers` threads, each running `worker` on its own current-thread
+    /// runtime until the load stops or `max_requests` are done.
+    fn spawn<F, Fut>(workers: usize, max_requests: u64, worker: F) -> Load
+    where
+        F: Fn(Arc<Tally>) -> Fut + Send + Clone + 'static,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let tally = Arc::new(Tally {
+            stop: AtomicBool::new(false),
+            max_requests,
+            ok: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            errors: Default::default(),
+        });
         let threads = (0..workers)
             .map(|_| {
-                let (stop, ok, failed, errors, url) = (
-                    stop.clone(),
-                    ok.clone(),
-                    failed.clone(),
-                    errors.clone(),
-                    url.to_string(),
-                );
+                let (tally, worker) = (tally.clone(), worker.clone());
                 std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
+                    tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()
-                        .unwrap();
-                    rt.block_on(async move {
-                        let client: hyper_util::client::legacy::Client<
-                            _,
-                            http_body_util::Empty<bytes::Bytes>,
-                        > = hyper_util::client::legacy::Client::builder(
-                            hyper_util::rt::TokioExecutor::new(),
-                        )
-                        .build_http();
-                        while !stop.load(Ordering::Relaxed)
-                            && ok.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed)
-                                < max_requests
-                        {
-                            let result = tokio::time::timeout(
-                                Duration::from_secs(10),
-                                client.get(url.parse().unwrap()),
-                            )
-                            .await;
-                            match result {
-                                Ok(Ok(r)) if r.status().is_success() => {
-                                    let _ = http_body_util::BodyExt::collect(r.into_body()).await;
-                                    ok.fetch_add(1, Ordering::Relaxed);
-                                }
-                                other => {
-                                    failed.fetch_add(1, Ordering::Relaxed);
-                                    let text = match other {
-                                        Ok(Ok(r)) => format!("HTTP {}", r.status()),
-                                        Ok(Err(e)) => format!("{e:?}"),
-                                        Err(_) => "timeout".into(),
-                                    };
-                                    errors.lock().unwrap().push(text);
-                                }
-                            }
-                            tokio::time::sleep(pause).await;
-                        }
-                    });
+                        .unwrap()
+                        .block_on(worker(tally));
                 })
             })
             .collect();
-        Load {
-            stop,
-            ok,
-            failed,
-            errors,
-            threads,
-        }
+        Load { tally, threads }
+    }
+
+    /// `workers` threads, each with a keep-alive connection pool, at most
+    /// `max_requests` requests in all, paced every `pause`.
+    pub fn start(url: &str, workers: usize, max_requests: u64, pause: Duration) -> Load {
+        let url: hyper::Uri = url.parse().unwrap();
+        Load::spawn(workers, max_requests, move |tally| {
+            let url = url.clone();
+            async move {
+                let client: hyper_util::client::legacy::Client<
+                    _,
+                    http_body_util::Empty<bytes::Bytes>,
+                > = hyper_util::client::legacy::Client::builder(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .build_http();
+                while tally.running() {
+                    let answer =
+                        tokio::time::timeout(Duration::from_secs(10), client.get(url.clone()))
+                            .await;
+                    tally.record(answer).await;
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        })
     }
 
     /// The same over HTTPS to `addr` with SNI and `Host` `host`, verified
     /// against `root_pem`: each worker keeps one keep-alive connection and
-    /// opens a new one (a new handshake) after a failure or every
-    /// `reconnect_every` requests.
+    /// opens a new one (a new handshake) after a failure or every 50
+    /// requests.
     pub fn start_https(
         addr: std::net::SocketAddr,
         host: &str,
@@ -98,91 +130,58 @@ impl Load {
         max_requests: u64,
         pause: Duration,
     ) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
         let config = tls_client(root_pem);
-        let threads = (0..workers)
-            .map(|_| {
-                let (stop, ok, failed, errors) =
-                    (stop.clone(), ok.clone(), failed.clone(), errors.clone());
-                let (config, host, path) = (config.clone(), host.to_string(), path.to_string());
-                std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap();
-                    rt.block_on(async move {
-                        let mut conn = None;
-                        let mut on_conn = 0u32;
-                        while !stop.load(Ordering::Relaxed)
-                            && ok.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed)
-                                < max_requests
-                        {
-                            if conn.is_none() || on_conn >= 50 {
-                                on_conn = 0;
-                                conn = match https_connect(addr, &host, config.clone()).await {
-                                    Ok(c) => Some(c),
-                                    Err(e) => {
-                                        failed.fetch_add(1, Ordering::Relaxed);
-                                        errors.lock().unwrap().push(e);
-                                        tokio::time::sleep(pause).await;
-                                        continue;
-                                    }
-                                };
-                            }
-                            let Some(sender) = conn.as_mut() else {
+        let (host, path) = (host.to_string(), path.to_string());
+        Load::spawn(workers, max_requests, move |tally| {
+            let (config, host, path) = (config.clone(), host.clone(), path.clone());
+            async move {
+                let mut conn = None;
+                let mut on_conn = 0u32;
+                while tally.running() {
+                    if conn.is_none() || on_conn >= 50 {
+                        on_conn = 0;
+                        match https_connect(addr, &host, config.clone()).await {
+                            Ok(c) => conn = Some(c),
+                            Err(e) => {
+                                tally.fail(e);
+                                tokio::time::sleep(pause).await;
                                 continue;
-                            };
-                            on_conn += 1;
-                            let req = hyper::Request::get(path.as_str())
-                                .header("host", host.as_str())
-                                .body(http_body_util::Empty::<bytes::Bytes>::new())
-                                .unwrap();
-                            let result = tokio::time::timeout(
-                                Duration::from_secs(10),
-                                sender.send_request(req),
-                            )
-                            .await;
-                            match result {
-                                Ok(Ok(r)) if r.status().is_success() => {
-                                    let _ = http_body_util::BodyExt::collect(r.into_body()).await;
-                                    ok.fetch_add(1, Ordering::Relaxed);
-                                }
-                                other => {
-                                    failed.fetch_add(1, Ordering::Relaxed);
-                                    conn = None;
-                                    let text = match other {
-                                        Ok(Ok(r)) => format!("HTTP {}", r.status()),
-                                        Ok(Err(e)) => format!("{e:?}"),
-                                        Err(_) => "timeout".into(),
-                                    };
-                                    errors.lock().unwrap().push(text);
-                                }
                             }
-                            tokio::time::sleep(pause).await;
                         }
-                    });
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            ok,
-            failed,
-            errors,
-            threads,
-        }
+                    }
+                    let Some(sender) = conn.as_mut() else {
+                        continue;
+                    };
+                    on_conn += 1;
+                    let req = hyper::Request::get(path.as_str())
+                        .header("host", host.as_str())
+                        .body(http_body_util::Empty::<bytes::Bytes>::new())
+                        .unwrap();
+                    let answer =
+                        tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+                            .await;
+                    if !tally.record(answer).await {
+                        conn = None;
+                    }
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        })
+    }
+
+    /// Requests answered with success so far.
+    pub fn ok_so_far(&self) -> u64 {
+        self.tally.ok.load(Ordering::Relaxed)
     }
 
     /// Stops and returns (ok, failed, first errors).
     pub fn finish(mut self) -> (u64, u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.tally.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
         let errors = self
+            .tally
             .errors
             .lock()
             .unwrap()
@@ -191,8 +190,8 @@ impl Load {
             .cloned()
             .collect();
         (
-            self.ok.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
+            self.tally.ok.load(Ordering::Relaxed),
+            self.tally.failed.load(Ordering::Relaxed),
             errors,
         )
     }
