@@ -54,11 +54,15 @@ fn write_pem(dir: &std::path::Path, name: &str, text: &str) -> String {
     path.display().to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn custom_certificate_serves_h1_and_h2_refuses_unknown_names_and_redirects_port_80() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let gw = gateway(dir.path(), low_port(), low_port(), vec![]).await;
-    let (up, _task) = echo_upstream("app").await;
+/// A gateway serving `app.test` (an echo upstream) with a certificate of a
+/// fresh test CA, installed with `cert ensure` and `extra` flags. Returns
+/// the CA, the certificate and key files, and the upstream's task.
+async fn gateway_serving_app(
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (Gateway, TestCa, [String; 2], tokio::task::JoinHandle<()>) {
+    let gw = gateway(dir, low_port(), low_port(), vec![]).await;
+    let (up, task) = echo_upstream("app").await;
     let (code, v) = deploy(
         &gw.agent,
         "app-production",
@@ -67,27 +71,34 @@ async fn custom_certificate_serves_h1_and_h2_refuses_unknown_names_and_redirects
         &["--host", "app.test"],
     );
     assert_eq!(code, 0, "{v}");
-
     let ca = TestCa::new("custom test CA");
     let (cert, key) = ca.leaf(&["app.test"]);
-    let (cert_file, key_file) = (
-        write_pem(dir.path(), "app.crt", &cert),
-        write_pem(dir.path(), "app.key", &key),
-    );
-    let (code, v) = gw.agent.ctl(&[
+    let files = [
+        write_pem(dir, "app.crt", &cert),
+        write_pem(dir, "app.key", &key),
+    ];
+    let mut args = vec![
         "cert",
         "ensure",
         "app.test",
         "--cert-file",
-        &cert_file,
+        &files[0],
         "--key-file",
-        &key_file,
-        "--hsts-max-age-secs",
-        "600",
-    ]);
+        &files[1],
+    ];
+    args.extend_from_slice(extra);
+    let (code, v) = gw.agent.ctl(&args);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["result"]["certs"][0]["source"], "custom");
     assert!(!v.to_string().contains("PRIVATE KEY"), "{v}");
+    (gw, ca, files, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_certificate_serves_h1_and_h2_refuses_unknown_names_and_redirects_port_80() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (gw, ca, [cert_file, key_file], _task) =
+        gateway_serving_app(dir.path(), &["--hsts-max-age-secs", "600"]).await;
 
     // HTTP/1.1 and HTTP/2, chosen by ALPN; the app sees https.
     for (alpn, expected) in [(&b"http/1.1"[..], &b"http/1.1"[..]), (b"h2", b"h2")] {
@@ -438,28 +449,7 @@ async fn short_lived_certificate_is_renewed_under_https_load_without_a_failed_re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_listeners_are_handed_over_in_an_upgrade_without_a_failed_request() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let gw = gateway(dir.path(), low_port(), low_port(), vec![]).await;
-    let (up, _task) = echo_upstream("app").await;
-    let (code, v) = deploy(
-        &gw.agent,
-        "app-production",
-        up,
-        "r1",
-        &["--host", "app.test"],
-    );
-    assert_eq!(code, 0, "{v}");
-    let ca = TestCa::new("custom test CA");
-    let (cert, key) = ca.leaf(&["app.test"]);
-    let (code, v) = gw.agent.ctl(&[
-        "cert",
-        "ensure",
-        "app.test",
-        "--cert-file",
-        &write_pem(dir.path(), "app.crt", &cert),
-        "--key-file",
-        &write_pem(dir.path(), "app.key", &key),
-    ]);
-    assert_eq!(code, 0, "{v}");
+    let (gw, ca, _, _task) = gateway_serving_app(dir.path(), &[]).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
