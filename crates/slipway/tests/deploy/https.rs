@@ -179,6 +179,32 @@ fn two_apps_on_one_host_get_https_and_one_deploys_without_failing_the_others_req
         served_issuer(&host_b, https_port, &custom_root).contains("operator's own CA"),
         "b serves its own certificate"
     );
+    // A certificate that does not cover b's name: the deploy stops at the
+    // https step, before anything moves; b keeps its certificate and release.
+    let (good_cert, good_key) = (
+        std::fs::read(b.root().join("wild.crt")).expect("cert"),
+        std::fs::read(b.root().join("wild.key")).expect("key"),
+    );
+    let (wrong_cert, wrong_key) = custom_ca.leaf(&["elsewhere.example.org"]);
+    std::fs::write(b.root().join("wild.crt"), wrong_cert).expect("cert");
+    std::fs::write(b.root().join("wild.key"), wrong_key).expect("key");
+    let serving_before = b.status_json()["current_deployment"]["version"].clone();
+    let run = b.deploy();
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains(&format!("no certificate for {host_b}"))
+            && run.stderr.contains("traffic stayed"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(
+        b.status_json()["current_deployment"]["version"],
+        serving_before
+    );
+    assert!(served_issuer(&host_b, https_port, &custom_root).contains("operator's own CA"));
+    std::fs::write(b.root().join("wild.crt"), good_cert).expect("cert");
+    std::fs::write(b.root().join("wild.key"), good_key).expect("key");
+
     b.commit_file("NOTES.md", "a second release\n", "second release");
     let run = b.deploy();
     assert_eq!(run.code, 0, "{}", run.all());
