@@ -207,8 +207,11 @@ to_ms() {
 cpu_ticks() { for p in "$@"; do cat "/proc/$p/stat" 2>/dev/null; done | awk '{t += $14 + $15} END {print t + 0}'; }
 # client_ticks: user + system ticks of this shell's reaped children (wrk).
 client_ticks() { awk '{print $16 + $17}' "/proc/$$/stat"; }
-# machine_ticks: busy ticks of the whole machine (every process, not idle/iowait).
-machine_ticks() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+# machine_ticks: busy ticks of the whole machine (every process and the
+# kernel; not idle, iowait or steal).
+machine_ticks() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+# steal_ticks: "busy ticks steal ticks" of the machine (the hypervisor's share).
+steal_ticks() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8, $9}' /proc/stat; }
 # agent_failed_handshakes: the agent's own count.
 agent_failed_handshakes() {
     curl -s "http://$MET/metrics" | awk '/^slipway_tls_handshakes_total\{result="failed"\}/ {print $2}'
@@ -217,7 +220,7 @@ proxy_pids() { case $1 in nginx) echo "$NGINX_WORKER_PIDS" ;; agent) echo "$AGEN
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 
 MODES="keep-alive new-resumed new-full"
-declare -A RPS P50 P99 CPU_TICKS WRK_TICKS ALL_TICKS REQS SECS FULL RESUMED FAILED NEGOTIATED ERRORS AGENT_FAILED
+declare -A RPS P50 P99 CPU_TICKS WRK_TICKS ALL_TICKS UP_TICKS REQS SECS FULL RESUMED FAILED NEGOTIATED ERRORS AGENT_FAILED
 # run TARGET MODE
 run() {
     local t=$1 mode=$2 k="$1 $2" port out before after pids secs args extra=() env=()
@@ -229,10 +232,11 @@ run() {
     new-full) extra=(-H "Connection: close") env=(TLS_NO_RESUME=1) ;;
     esac
     pids=$(proxy_pids "$t")
-    local fails_before=0 wrk_before all_before
+    local fails_before=0 wrk_before all_before up_before
     [ "$t" = agent ] && fails_before=$(agent_failed_handshakes)
     wrk_before=$(client_ticks)
     all_before=$(machine_ticks)
+    up_before=$(cpu_ticks "$UPSTREAM_PID")
     # shellcheck disable=SC2086
     before=$(cpu_ticks $pids)
     # shellcheck disable=SC2086
@@ -240,6 +244,7 @@ run() {
         wrk $args --latency "${extra[@]}" "https://$HOST:$port/")
     # shellcheck disable=SC2086
     after=$(cpu_ticks $pids)
+    UP_TICKS[$k]=$((${UP_TICKS[$k]:-0} + $(cpu_ticks "$UPSTREAM_PID") - up_before))
     ALL_TICKS[$k]=$((${ALL_TICKS[$k]:-0} + $(machine_ticks) - all_before))
     WRK_TICKS[$k]=$((${WRK_TICKS[$k]:-0} + $(client_ticks) - wrk_before))
     [ "$t" = agent ] && AGENT_FAILED[$mode]=$((${AGENT_FAILED[$mode]:-0} + $(agent_failed_handshakes) - fails_before))
@@ -266,6 +271,7 @@ for t in nginx agent; do # warm both (upstream pools, page cache, allocators)
     wrk -t2 -c64 -d2s "https://$HOST:$port/" >/dev/null
 done
 START=$(date +%s)
+read -r BUSY0 STEAL0 < <(steal_ticks)
 for round in $(seq 1 "$ROUNDS"); do
     order="nginx agent"
     ((round % 2)) || order="agent nginx"
@@ -275,6 +281,7 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 ELAPSED=$(($(date +%s) - START))
+read -r BUSY1 STEAL1 < <(steal_ticks)
 
 # --- memory ------------------------------------------------------------------
 hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
@@ -308,7 +315,10 @@ for k in "${!RPS[@]}"; do
     MED[$k cpu]=$(awk -v c="${CPU_TICKS[$k]}" -v r="${REQS[$k]}" -v hz="$TICK" 'BEGIN {printf "%.1f", c / hz * 1e6 / r}')
     MED[$k cores]=$(awk -v c="${CPU_TICKS[$k]}" -v s="${SECS[$k]}" -v hz="$TICK" 'BEGIN {printf "%.2f", c / hz / s}')
     MED[$k wrk]=$(awk -v c="${WRK_TICKS[$k]}" -v s="${SECS[$k]}" -v hz="$TICK" 'BEGIN {printf "%.2f", c / hz / s}')
-    MED[$k all]=$(awk -v c="${ALL_TICKS[$k]}" -v s="${SECS[$k]}" -v hz="$TICK" 'BEGIN {printf "%.2f", c / hz / s}')
+    MED[$k up]=$(awk -v c="${UP_TICKS[$k]}" -v s="${SECS[$k]}" -v hz="$TICK" 'BEGIN {printf "%.2f", c / hz / s}')
+    # everything else that ran: kernel work not charged to a process, other tenants
+    MED[$k other]=$(awk -v c="${ALL_TICKS[$k]}" -v p="${CPU_TICKS[$k]}" -v w="${WRK_TICKS[$k]}" -v u="${UP_TICKS[$k]}" \
+        -v s="${SECS[$k]}" -v hz="$TICK" 'BEGIN {printf "%.2f", (c - p - w - u) / hz / s}')
     MED[$k resumed]=$(awk -v f="${FULL[$k]}" -v r="${RESUMED[$k]}" 'BEGIN {printf "%.1f%%", f + r ? 100 * r / (f + r) : 0}')
 done
 row() { # row LABEL KEY-SUFFIX MODE [higher|lower]
@@ -327,23 +337,28 @@ row "keep-alive p99 ms" p99 keep-alive
 row "keep-alive proxy CPU us/req" cpu keep-alive
 row "keep-alive proxy cores busy" cores keep-alive
 row "keep-alive wrk cores busy" wrk keep-alive
-row "keep-alive machine cores busy" all keep-alive
+row "keep-alive upstream cores busy" up keep-alive
+row "keep-alive rest of machine cores" other keep-alive
 row "new conn, resumed: conn/s" rps new-resumed
 row "new conn, resumed: proxy CPU us/conn" cpu new-resumed
 row "new conn, resumed: proxy cores" cores new-resumed
 row "new conn, resumed: wrk cores" wrk new-resumed
-row "new conn, resumed: machine cores" all new-resumed
+row "new conn, resumed: upstream cores" up new-resumed
+row "new conn, resumed: rest of machine" other new-resumed
 printf "%-34s %12s %12s\n" "new conn, resumed: share resumed" "${MED[nginx new-resumed resumed]}" "${MED[agent new-resumed resumed]}"
 row "new conn, full hs: conn/s" rps new-full
 row "new conn, full hs: proxy CPU us/conn" cpu new-full
 row "new conn, full hs: proxy cores" cores new-full
 row "new conn, full hs: wrk cores" wrk new-full
-row "new conn, full hs: machine cores" all new-full
+row "new conn, full hs: upstream cores" up new-full
+row "new conn, full hs: rest of machine" other new-full
 printf "%-34s %12s %12s\n" "new conn, full hs: share resumed" "${MED[nginx new-full resumed]}" "${MED[agent new-full resumed]}"
 awk -v n="$NGINX_HWM" -v a="$AGENT_HWM" 'BEGIN {
     printf "%-34s %12.1f %12.1f %8.2f\n", "peak RSS MB (VmHWM; nginx: sum)", n / 1024, a / 1024, a / n }'
 awk -v n="$NGINX_PSS_PEAK" -v a="$AGENT_PSS_PEAK" 'BEGIN {
     printf "%-34s %12.1f %12.1f %8.2f\n", "peak PSS MB (sampled, summed)", n / 1024, a / 1024, a / n }'
+awk -v b=$((BUSY1 - BUSY0)) -v st=$((STEAL1 - STEAL0)) 'BEGIN {
+    printf "CPU stolen by the hypervisor during the timed runs: %.1f%% of busy + stolen time\n", b + st ? 100 * st / (b + st) : 0 }'
 echo "nginx VmHWM master + workers: ${NGINX_HWM_PARTS% } MB; PSS sampled $NSAMPLES times"
 for t in nginx agent; do
     echo "$t negotiated: keep-alive ${NEGOTIATED[$t keep-alive]}; new-resumed ${NEGOTIATED[$t new-resumed]}; new-full ${NEGOTIATED[$t new-full]}"
