@@ -81,17 +81,16 @@ fn deploys_migrates_fails_safely_and_rolls_back_with_zero_failed_requests() {
         "1"
     );
     assert!(second.stderr.contains("snapshot"), "{}", second.all());
-    assert_eq!(
-        std::fs::read_dir(&app.snapshots)
-            .unwrap()
-            .filter(|e| e
-                .as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "dump"))
-            .count(),
-        1
+    // In the environment's own directory, named after it.
+    let owned: Vec<String> = std::fs::read_dir(app.snapshots.join(&app.name).join(&app.env))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".dump"))
+        .collect();
+    assert_eq!(owned.len(), 1, "{owned:?}");
+    assert!(
+        owned[0].starts_with(&format!("{}_{}_events_", app.name, app.env)),
+        "{owned:?}"
     );
 
     // A release that never becomes healthy (a bad JWT_SECRET): refused, its
