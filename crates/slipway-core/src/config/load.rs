@@ -502,25 +502,7 @@ fn semantic_checks(settings: &Settings, tree: &Node, root: &Path, problems: &mut
         if skip {
             continue;
         }
-        let path = root.join(relative);
-        let ok = if is_dir {
-            path.is_dir()
-        } else {
-            path.is_file()
-        };
-        if !ok {
-            problems.push(
-                Problem::error(
-                    origin_of(pointer),
-                    format!("{what} does not exist: {}", path.display()),
-                )
-                .found(format!("{relative:?}"))
-                .hint(format!(
-                    "paths are relative to the repository root {}",
-                    root.display()
-                )),
-            );
-        }
+        check_exists(root, relative, is_dir, what, origin_of(pointer), problems);
     }
     if let Some(df) = &settings.database.dockerfile
         && !root.join(df).is_file()
@@ -551,6 +533,34 @@ fn semantic_checks(settings: &Settings, tree: &Node, root: &Path, problems: &mut
                 format!("`{}` must be longer than zero", validate::dotted(pointer)),
             ));
         }
+    }
+}
+
+/// A path of the configuration, relative to the repository root, must name
+/// an existing directory (`is_dir`) or file.
+fn check_exists(
+    root: &Path,
+    relative: &str,
+    is_dir: bool,
+    what: &str,
+    origin: Origin,
+    problems: &mut Vec<Problem>,
+) {
+    let path = root.join(relative);
+    let ok = if is_dir {
+        path.is_dir()
+    } else {
+        path.is_file()
+    };
+    if !ok {
+        problems.push(
+            Problem::error(origin, format!("{what} does not exist: {}", path.display()))
+                .found(format!("{relative:?}"))
+                .hint(format!(
+                    "paths are relative to the repository root {}",
+                    root.display()
+                )),
+        );
     }
 }
 
@@ -586,20 +596,7 @@ fn https_checks(
         files.push(("/acme/ca_root", ca, "the ACME root certificate"));
     }
     for (pointer, relative, what) in files {
-        let path = root.join(relative);
-        if !path.is_file() {
-            problems.push(
-                Problem::error(
-                    origin_of(pointer),
-                    format!("{what} does not exist: {}", path.display()),
-                )
-                .found(format!("{relative:?}"))
-                .hint(format!(
-                    "paths are relative to the repository root {}",
-                    root.display()
-                )),
-            );
-        }
+        check_exists(root, relative, false, what, origin_of(pointer), problems);
     }
     let directory = settings.acme.directory_url();
     if !(directory.starts_with("https://") || directory.starts_with("http://")) {
