@@ -62,19 +62,7 @@ pub async fn pending_migrations(ctx: &TaskContext<'_>, dir: &Path) -> Pending {
         .engine
         .exec(
             &container,
-            &[
-                "psql",
-                "-X",
-                "-At",
-                "-F",
-                "\t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-U",
-                &db.user,
-                "-d",
-                &db.name,
-            ],
+            &psql_command(&db.user, &db.name),
             Some(SCRIPT.as_bytes()),
         )
         .await;
@@ -195,6 +183,25 @@ fn decide(
     }
 }
 
+/// `psql` as `user` on `db` over the container's unix socket, reading the
+/// script from stdin: tab-separated, unaligned rows, stopping at the first
+/// error.
+fn psql_command<'a>(user: &'a str, db: &'a str) -> [&'a str; 11] {
+    [
+        "psql",
+        "-X",
+        "-At",
+        "-F",
+        "\t",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-U",
+        user,
+        "-d",
+        db,
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,23 +303,7 @@ mod tests {
             let engine = &engine;
             async move {
                 let out = engine
-                    .exec(
-                        name,
-                        &[
-                            "psql",
-                            "-X",
-                            "-At",
-                            "-F",
-                            "\t",
-                            "-v",
-                            "ON_ERROR_STOP=1",
-                            "-U",
-                            "postgres",
-                            "-d",
-                            "app",
-                        ],
-                        Some(sql.as_bytes()),
-                    )
+                    .exec(name, &psql_command("postgres", "app"), Some(sql.as_bytes()))
                     .await
                     .expect("exec");
                 assert_eq!(out.code, 0, "{}", out.stderr_text());
