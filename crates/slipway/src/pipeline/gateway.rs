@@ -163,10 +163,11 @@ pub fn client(t: &Target) -> AgentClient<'_> {
 /// here, with the CA's reason; nothing has moved.
 pub async fn prepare(t: &Target, tools_image: &str) -> Result<Vec<CertInfo>, StepError> {
     let names = GatewayNames::of(t);
+    let site = site(t)?;
     t.engine
-        .ensure_network(&names.network, &site(t)?.labels)
+        .ensure_network(&names.network, &site.labels)
         .await?;
-    let provisioned = ensure(t, tools_image).await?;
+    let provisioned = ensure(t, &site, tools_image).await?;
     if provisioned.created {
         tracing::info!("started the host's shared entry point {}", names.agent);
     }
@@ -230,19 +231,22 @@ pub async fn prepare(t: &Target, tools_image: &str) -> Result<Vec<CertInfo>, Ste
 
 /// The gateway's containers, created or started; upgraded (without a gap)
 /// when they run another build of Slipway, as an environment's agent is.
-async fn ensure(t: &Target, tools_image: &str) -> Result<Provisioned, StepError> {
-    let site = site(t)?;
+async fn ensure(
+    t: &Target,
+    site: &AgentSite<'_>,
+    tools_image: &str,
+) -> Result<Provisioned, StepError> {
     let wanted = site.labels.get(LABEL_SETTINGS).cloned().unwrap_or_default();
     for name in [&site.edge, &site.agent] {
         if let Some(existing) = t.engine.inspect(name).await {
             check_agreement(&existing, &wanted, &t.config.environment)?;
         }
     }
-    let provisioned = agent::ensure_site(&site, tools_image).await?;
+    let provisioned = agent::ensure_site(site, tools_image).await?;
     if agent::deploy_agent_plan(&provisioned, tools_image, env!("CARGO_PKG_VERSION"))
         == agent::DeployAgentPlan::Upgrade
     {
-        agent::upgrade_site(&site, tools_image, false, &|l: &str| {
+        agent::upgrade_site(site, tools_image, false, &|l: &str| {
             tracing::info!("entry point: {l}")
         })
         .await?;
