@@ -130,6 +130,7 @@ async fn main() {
                     ..HealthCheck::default()
                 },
                 drain_timeout_ms: 30_000,
+                analysis: None,
             });
             let (line, resp) = slipway_agent::ctl::send(&socket, &req)
                 .await

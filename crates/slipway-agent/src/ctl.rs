@@ -188,6 +188,7 @@ impl Verb {
                     deadline_ms: d.health_deadline_ms,
                 },
                 drain_timeout_ms: d.drain_timeout_ms,
+                analysis: None,
             }),
             Verb::Rollback {
                 app,

@@ -15,6 +15,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod analysis;
 pub mod config;
 pub mod ctl;
 pub mod drain;
@@ -23,6 +24,7 @@ pub mod health;
 pub mod internal;
 pub mod ledger;
 pub mod metrics;
+pub mod notify;
 pub mod proxy;
 pub mod router;
 pub mod target;
@@ -74,6 +76,8 @@ pub struct Agent {
     pub router: Arc<router::Router>,
     pub ledger: Arc<ledger::Ledger>,
     pub metrics: Arc<metrics::Metrics>,
+    /// Events: logged, queued on the volume, delivered to the channels.
+    pub notifier: Arc<notify::Notifier>,
     pub handover: handover::Handover,
     /// Certificates, when this agent terminates TLS (`--tls-listen`).
     pub tls: Option<Arc<tls::Tls>>,
@@ -161,9 +165,11 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         clock: ledger::system_clock(),
     });
     let metrics = Arc::new(metrics::Metrics::default());
+    let notifier = notify::Notifier::open(&args.state_dir)?;
     let router = match router::Router::restore(
         Arc::clone(&ledger),
         Arc::clone(&metrics),
+        Arc::clone(&notifier),
         args.tls_listen.is_some(),
     ) {
         Ok(router) => Arc::new(router),
@@ -202,6 +208,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         router: Arc::clone(&router),
         ledger,
         metrics: Arc::clone(&metrics),
+        notifier,
         handover: handover::Handover::new(gate, kept),
         tls: tls.clone(),
         started: Instant::now(),

@@ -169,6 +169,8 @@ pub struct Router {
     ops: tokio::sync::Mutex<()>,
     ledger: Arc<Ledger>,
     metrics: Arc<Metrics>,
+    /// Where the analysis' events go.
+    pub notifier: Arc<crate::notify::Notifier>,
     health: HealthClient,
 }
 
@@ -197,6 +199,7 @@ impl Router {
     pub fn restore(
         ledger: Arc<Ledger>,
         metrics: Arc<Metrics>,
+        notifier: Arc<crate::notify::Notifier>,
         hosts_only: bool,
     ) -> Result<Self, AdminError> {
         let mut table = RouteTable {
@@ -226,6 +229,7 @@ impl Router {
             ops: tokio::sync::Mutex::new(()),
             ledger,
             metrics,
+            notifier,
             health: HealthClient::default(),
         })
     }

@@ -10,7 +10,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::{AnalysisReport, AnalysisSpec};
 use crate::ledger::{AppLedger, Deployment, Lock};
+use crate::notify::{Channels, DeliveryResult, Event, NotifyStatus};
 
 /// Health-check path used when a deploy does not name one.
 pub const DEFAULT_HEALTH_PATH: &str = "/health";
@@ -61,7 +63,7 @@ impl Default for HealthCheck {
 }
 
 /// `deploy`: health-check `target`, then send the app's new requests to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeployArgs {
     /// Route name; one per app and environment (e.g. `togather-production`).
     pub app: String,
@@ -81,6 +83,11 @@ pub struct DeployArgs {
     /// Drain bound for the target being replaced, in milliseconds.
     #[serde(default = "default_drain_timeout_ms")]
     pub drain_timeout_ms: u64,
+    /// Analyse the new target after the switch (see [`crate::analysis`]).
+    /// Started by the switch itself, so it runs even if the caller is gone
+    /// the moment after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisSpec>,
 }
 
 fn default_drain_timeout_ms() -> u64 {
@@ -252,8 +259,23 @@ pub struct CertInfo {
     pub hsts_max_age_secs: Option<u64>,
 }
 
+/// `notify_configure`: where the app's events go from now on. Carries
+/// credentials: sent on stdin, never as an argument.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotifyConfigureArgs {
+    pub app: String,
+    pub channels: Channels,
+}
+
+/// `notify`: queue an event for the app's channels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotifyArgs {
+    pub app: String,
+    pub event: Event,
+}
+
 /// One request line on the admin socket.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "verb", rename_all = "snake_case")]
 pub enum AdminRequest {
     Deploy(DeployArgs),
@@ -279,6 +301,16 @@ pub enum AdminRequest {
     CertForget(HostArgs),
     /// Every host's certificate.
     Certs,
+    /// The app's post-deploy analysis: the running one, else the last.
+    AnalysisStatus(AppArgs),
+    /// Set the app's notification channels.
+    NotifyConfigure(NotifyConfigureArgs),
+    /// Queue an event for delivery (the JSON line is logged at once).
+    Notify(NotifyArgs),
+    /// Send a test event to every channel now; one result per channel.
+    NotifyTest(AppArgs),
+    /// Channels, queue and recent deliveries.
+    NotifyStatus(AppArgs),
 }
 
 impl AdminRequest {
@@ -296,13 +328,18 @@ impl AdminRequest {
             | Self::LockRelease(_)
             | Self::HistoryRecord(_)
             | Self::CertEnsure(_)
-            | Self::CertForget(_) => true,
+            | Self::CertForget(_)
+            | Self::NotifyConfigure(_)
+            | Self::Notify(_) => true,
             Self::Certs
             | Self::Routes
             | Self::LockStatus(_)
             | Self::HistoryList(_)
             | Self::State(_)
-            | Self::Version => false,
+            | Self::Version
+            | Self::AnalysisStatus(_)
+            | Self::NotifyTest(_)
+            | Self::NotifyStatus(_) => false,
         }
     }
 }
@@ -344,6 +381,25 @@ pub enum AdminResult {
     Certs {
         certs: Vec<CertInfo>,
     },
+    /// `analysis_status`: none when the app was never analysed.
+    Analysis {
+        report: Option<Box<AnalysisReport>>,
+    },
+    /// `notify_configure`.
+    NotifyConfigured {
+        app: String,
+        channels: Vec<String>,
+    },
+    /// `notify`: queued for these channels (none configured: logged only).
+    Queued {
+        event_id: String,
+        channels: Vec<String>,
+    },
+    /// `notify_test`.
+    NotifyResults {
+        results: Vec<DeliveryResult>,
+    },
+    NotifyStatus(Box<NotifyStatus>),
 }
 
 /// What happened in a switch.

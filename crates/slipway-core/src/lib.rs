@@ -7,10 +7,14 @@
 //! - [`snapshot`]: database snapshots (naming, retention, pg_dump/pg_restore).
 //! - [`admin`]: request/response types of the agent's admin API.
 //! - [`ledger`]: lock and deployment-history types kept by the agent.
+//! - [`analysis`]: the post-deploy analysis' request, report and verdicts.
+//! - [`notify`]: the event model and notification channels.
 
 pub mod admin;
+pub mod analysis;
 pub mod config;
 pub mod ledger;
 pub mod migrate;
+pub mod notify;
 pub mod secret;
 pub mod snapshot;

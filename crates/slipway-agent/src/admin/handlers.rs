@@ -54,6 +54,11 @@ pub async fn handle(agent: &std::sync::Arc<Agent>, req: AdminRequest) -> AdminRe
             Some(tls) => Ok(tls.list()),
             None => Err(no_tls()),
         },
+        AdminRequest::AnalysisStatus(a) => crate::analysis::status(agent, &a.app),
+        AdminRequest::NotifyConfigure(a) => agent.notifier.configure(a),
+        AdminRequest::Notify(a) => agent.notifier.queue(&a.app, a.event),
+        AdminRequest::NotifyTest(a) => agent.notifier.test(&a.app).await,
+        AdminRequest::NotifyStatus(a) => agent.notifier.status(&a.app),
     };
     match result {
         Ok(result) => AdminResponse::Ok { result },

@@ -32,7 +32,7 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const HISTORY_KEEP: usize = 50;
 
 /// The whole ledger file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LedgerFile {
     pub format_version: u32,
     /// Version of the agent that last wrote the file, for error messages.
@@ -63,7 +63,7 @@ impl LedgerFile {
 }
 
 /// One app's (one environment's) section.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppLedger {
     /// The app key the CLI uses (e.g. `togather-production`).
     pub environment: String,
@@ -80,6 +80,10 @@ pub struct AppLedger {
     /// What the agent routes for this app; restored on agent start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<RouteRecord>,
+    /// The post-deploy analysis running now, else the last one; resumed
+    /// after an agent restart or upgrade while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<crate::analysis::AnalysisReport>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
 }
@@ -93,6 +97,7 @@ impl AppLedger {
             deployment_history: Vec::new(),
             lock: None,
             route: None,
+            analysis: None,
             extra: BTreeMap::new(),
         }
     }

@@ -287,6 +287,7 @@ pub async fn route(t: &Target) -> Result<bool, StepError> {
             ..HealthCheck::default()
         },
         drain_timeout_ms: settings.deployment.drain_timeout.0.as_millis() as u64,
+        analysis: None,
     });
     client(t).call(&request).await?;
     Ok(true)

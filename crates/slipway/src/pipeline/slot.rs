@@ -122,6 +122,7 @@ pub async fn switch_when_healthy(
             hosts: Vec::clone(&hosts),
             health: t.health_check(round.min(remaining)),
             drain_timeout_ms: t.config.settings.deployment.drain_timeout.0.as_millis() as u64,
+            analysis: None,
         });
         match t.agent_call(request).await {
             Ok(AdminResult::Switched(report)) => return Ok(report),
