@@ -45,6 +45,16 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
         "unset",
         "testing: /health reports unhealthy this many seconds after start",
     ),
+    (
+        "EVENTS_SERVER_DELAY_MS",
+        "0",
+        "testing: add this delay to every request but the health and metrics endpoints",
+    ),
+    (
+        "EVENTS_SERVER_ERROR_EVERY",
+        "unset",
+        "testing: answer every Nth request but the health and metrics endpoints with 500",
+    ),
 ];
 
 /// The minimum length of `JWT_SECRET`: 256 bits, what HS256 needs.
@@ -103,6 +113,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
     pub fail_health_after: Option<Duration>,
+    /// Testing faults: see [`crate::fault`].
+    pub faults: crate::fault::Faults,
 }
 
 /// Why the configuration was refused. Messages name the variable and never
@@ -185,6 +197,24 @@ impl Config {
             value => Some(secs("EVENTS_SERVER_FAIL_HEALTH_AFTER", value, 0)?),
         };
 
+        let delay = parse_or::<u64>("EVENTS_SERVER_DELAY_MS", get("EVENTS_SERVER_DELAY_MS"), 0)?;
+        let error_every = match get("EVENTS_SERVER_ERROR_EVERY") {
+            None => None,
+            value => match parse_or::<u32>("EVENTS_SERVER_ERROR_EVERY", value, 0)? {
+                0 => {
+                    return Err(ConfigError::Invalid {
+                        var: "EVENTS_SERVER_ERROR_EVERY",
+                        reason: "must be 1 or more (1: every request fails)".into(),
+                    });
+                }
+                n => Some(n),
+            },
+        };
+        let faults = crate::fault::Faults {
+            delay: Duration::from_millis(delay),
+            error_every,
+        };
+
         Ok(Config {
             database_url: SecretString(database_url),
             database,
@@ -196,6 +226,7 @@ impl Config {
             shutdown_timeout,
             log_format,
             fail_health_after,
+            faults,
         })
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod db;
+pub mod fault;
 pub mod health;
 pub mod metrics;
 pub mod routes;

@@ -20,6 +20,9 @@ pub struct Inner {
     pub metrics: Metrics,
     pub slot: Option<Slot>,
     pub fail_health_after: Option<Duration>,
+    pub faults: crate::fault::Faults,
+    /// Requests the faults have seen (for `error_every`).
+    pub fault_count: std::sync::atomic::AtomicU64,
     pub started_at: Instant,
     shutting_down: AtomicBool,
 }
@@ -50,6 +53,8 @@ impl AppState {
             metrics,
             slot: config.slot,
             fail_health_after: config.fail_health_after,
+            faults: config.faults,
+            fault_count: std::sync::atomic::AtomicU64::new(0),
             started_at: Instant::now(),
             shutting_down: AtomicBool::new(false),
         })))

@@ -68,6 +68,11 @@ pub enum Command {
     Status(EnvArg),
     /// Deployments of an environment, newest first
     History(HistoryArgs),
+    /// Follow the host's post-deploy analysis of the serving release live, to its verdict
+    Watch(WatchArgs),
+    /// Notifications (webhook, ntfy): send a test event, show the delivery queue
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// Logs of the running release (--app) or of the agent's access log
     Logs(LogsArgs),
     /// The deploy lock
@@ -116,6 +121,29 @@ pub struct RollbackArgs {
     /// Roll back even when the database holds newer migrations than the release expects
     #[arg(long, short)]
     pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "The agent on the host runs the analysis after every switch \
+(deployment.analysis), whether or not a CLI watches. This follows it until its verdict; \
+once it passed, the old slot (kept warm for a switch-back) is stopped.\n\
+Exit codes: 0 passed, inconclusive or nothing to watch; 1 failed (traffic was switched back \
+unless on_failure is alert); 4 agent unreachable."
+)]
+pub struct WatchArgs {
+    pub env: String,
+    /// Keep the old slot running after a passed analysis
+    #[arg(long)]
+    pub keep_old_slot: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test event to every configured channel now and print each result (exit 1 if one failed)
+    Test(EnvArg),
+    /// The channels, the deliveries waiting on the host, and the last outcomes
+    Status(EnvArg),
 }
 
 #[derive(Debug, Args)]

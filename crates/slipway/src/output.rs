@@ -12,6 +12,8 @@ use crate::exit::CliError;
 pub struct Printer {
     json: bool,
     color: bool,
+    /// `--log-format json`: events are also printed as JSON lines.
+    log_json: bool,
 }
 
 impl Printer {
@@ -21,6 +23,7 @@ impl Printer {
         Self {
             json: args.json,
             color,
+            log_json: args.log_format == LogFormat::Json,
         }
     }
 
@@ -55,6 +58,16 @@ impl Printer {
             self.note(&format!("{mark} {text}"));
         } else {
             self.line(format!("{mark} {text}"));
+        }
+    }
+
+    /// A notification event as one JSON line on stderr, with
+    /// `--log-format json` (the agent's log has the same line either way).
+    pub fn event(&self, event: &slipway_core::notify::Event) {
+        if self.log_json
+            && let Ok(line) = serde_json::to_string(&serde_json::json!({ "event": event }))
+        {
+            self.note(&line);
         }
     }
 

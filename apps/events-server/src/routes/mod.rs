@@ -25,6 +25,11 @@ pub fn router(state: AppState) -> Router {
         .route("/version", get(ops::version))
         .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)
+        // Inside the metrics layer, so planted faults are measured like real ones.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::fault::apply,
+        ))
         // `layer` (not `route_layer`) so unmatched requests are counted too;
         // matched ones still see their `MatchedPath`.
         .layer(middleware::from_fn_with_state(

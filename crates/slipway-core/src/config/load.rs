@@ -522,6 +522,7 @@ fn semantic_checks(settings: &Settings, tree: &Node, root: &Path, problems: &mut
         );
     }
     https_checks(settings, root, &origin_of, problems);
+    super::notify_checks::check(settings, &origin_of, problems);
     for (pointer, d) in [
         ("/health/interval", &settings.health.interval),
         ("/health/timeout", &settings.health.timeout),

@@ -6,6 +6,7 @@ pub mod dotenv;
 pub mod interpolate;
 pub mod json_schema;
 pub mod load;
+pub mod notify_checks;
 pub mod origin;
 pub mod problem;
 pub mod raw;

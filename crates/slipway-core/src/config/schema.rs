@@ -224,9 +224,14 @@ pub struct Deployment {
     /// How long in-flight requests to the old slot may take to finish.
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout: DurationText,
-    /// How long after the switch health and latency are watched.
+    /// How long `slipway deploy` stays to show the host's analysis live
+    /// before leaving it to the agent (which carries on for
+    /// `analysis.window`, CLI or not).
     #[serde(default = "default_watch_window")]
     pub watch_window: DurationText,
+    /// The post-deploy analysis the host's agent runs after every switch.
+    #[serde(default)]
+    pub analysis: Analysis,
     /// Releases (images) kept for rollback.
     #[serde(default = "default_keep_releases")]
     #[schemars(range(min = 1, max = 50))]
@@ -320,6 +325,99 @@ impl Deployment {
     }
 }
 
+/// `deployment.analysis`: how the agent judges a release after the switch
+/// (rules like Argo Rollouts' and Flagger's analysis).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Analysis {
+    /// How long the release is watched after the switch; `0s` turns the
+    /// analysis off. Unset: 10m for `production`, 2m for other environments.
+    #[serde(default)]
+    pub window: Option<DurationText>,
+    /// The sliding window the 5xx ratio and latency are judged over; a
+    /// latency regression must also last this long.
+    #[serde(default = "default_analysis_interval")]
+    pub interval: DurationText,
+    /// `rollback` (switch back to the warm previous release) or `alert`.
+    #[serde(default)]
+    pub on_failure: crate::analysis::OnFailure,
+    /// The new release's health check failing this many times in a row fails it.
+    #[serde(default = "default_analysis_health_failures")]
+    #[schemars(range(min = 1, max = 100))]
+    pub health_failures: u32,
+    /// How often the agent probes the new release's health path.
+    #[serde(default = "default_analysis_health_interval")]
+    pub health_interval: DurationText,
+    /// 5xx responses over all responses in `interval` above which it fails.
+    #[serde(default = "default_max_error_ratio")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub max_error_ratio: f64,
+    /// Requests a window needs to be judged; a whole analysis window with
+    /// fewer is `inconclusive`, never `passed`.
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u64,
+    /// p95 above this multiple of the previous release's p95...
+    #[serde(default = "default_p95_factor")]
+    #[schemars(range(min = 1.0))]
+    pub p95_factor: f64,
+    /// ...and above this absolute floor is a latency regression.
+    #[serde(default = "default_p95_floor")]
+    pub p95_floor: DurationText,
+}
+
+impl Analysis {
+    /// The window for `environment`: as configured, else 10 minutes for
+    /// production and 2 for the others.
+    pub fn window_for(&self, environment: &str) -> Duration {
+        match &self.window {
+            Some(w) => w.0,
+            None if environment == "production" => Duration::from_secs(600),
+            None => Duration::from_secs(120),
+        }
+    }
+}
+
+impl Default for Analysis {
+    fn default() -> Self {
+        Self {
+            window: None,
+            interval: default_analysis_interval(),
+            on_failure: crate::analysis::OnFailure::default(),
+            health_failures: default_analysis_health_failures(),
+            health_interval: default_analysis_health_interval(),
+            max_error_ratio: default_max_error_ratio(),
+            min_requests: default_min_requests(),
+            p95_factor: default_p95_factor(),
+            p95_floor: default_p95_floor(),
+        }
+    }
+}
+
+fn default_analysis_interval() -> DurationText {
+    dur(10)
+}
+fn default_analysis_health_failures() -> u32 {
+    3
+}
+fn default_analysis_health_interval() -> DurationText {
+    dur(1)
+}
+fn default_max_error_ratio() -> f64 {
+    0.05
+}
+fn default_min_requests() -> u64 {
+    20
+}
+fn default_p95_factor() -> f64 {
+    1.5
+}
+fn default_p95_floor() -> DurationText {
+    DurationText(Duration::from_millis(50))
+}
+
+/// `notifications`: where deploy and analysis events go. Every event is
+/// also a JSON line in the agent's log (and on the CLI's stderr with
+/// `--log-format json`).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Notifications {
@@ -329,11 +427,42 @@ pub struct Notifications {
     pub ntfy: Option<Ntfy>,
 }
 
+/// The payload shape of `notifications.webhook`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookFormat {
+    /// The event as JSON, Standard Webhooks envelope.
+    #[default]
+    Standard,
+    Slack,
+    Discord,
+    Mattermost,
+    /// `body` with `{{title}}`, `{{message}}`, `{{kind}}`... placeholders.
+    Custom,
+}
+
+/// A generic webhook (Standard Webhooks: `webhook-id`, `webhook-timestamp`,
+/// `webhook-signature`), or a Slack/Discord/Mattermost incoming webhook.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
     /// Usually `${WEBHOOK_URL}` from `.env.<env>`: webhook URLs carry tokens.
     pub url: String,
+    /// `whsec_<base64>` signing secret, usually `${WEBHOOK_SECRET}` from
+    /// `.env.<env>`; unset sends unsigned requests.
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// The JSON body for `format: custom`.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// One attempt's timeout.
+    #[serde(default = "default_notify_timeout")]
+    pub timeout: DurationText,
+    /// Retries (with backoff, honouring `Retry-After`) stop after this long.
+    #[serde(default = "default_notify_give_up")]
+    pub give_up_after: DurationText,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -342,6 +471,29 @@ pub struct Ntfy {
     #[serde(default = "default_ntfy_server")]
     pub server: String,
     pub topic: String,
+    /// Access token, usually `${NTFY_TOKEN}` from `.env.<env>`.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Priority (1-5) of critical events (failures, switch-backs).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 5))]
+    pub priority: Option<u8>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Opened when the notification is clicked (e.g. the service's URL).
+    #[serde(default)]
+    pub click: Option<String>,
+    #[serde(default = "default_notify_timeout")]
+    pub timeout: DurationText,
+    #[serde(default = "default_notify_give_up")]
+    pub give_up_after: DurationText,
+}
+
+fn default_notify_timeout() -> DurationText {
+    dur(10)
+}
+fn default_notify_give_up() -> DurationText {
+    dur(3600)
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
@@ -580,6 +732,7 @@ impl Default for Deployment {
             hsts: None,
             drain_timeout: default_drain_timeout(),
             watch_window: default_watch_window(),
+            analysis: Analysis::default(),
             keep_releases: default_keep_releases(),
         }
     }

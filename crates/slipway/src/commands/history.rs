@@ -35,15 +35,31 @@ pub fn run(args: &HistoryArgs, global: &GlobalArgs, printer: &Printer) -> Result
             return Ok(());
         }
         printer.line(format!(
-            "{:<32} {:<20} {:<12} {:<6} {:<8} {:<22} BY",
-            "DEPLOYMENT", "RELEASE", "STATUS", "SLOT", "SECONDS", "AT"
+            "{:<32} {:<20} {:<12} {:<13} {:<6} {:<8} {:<22} BY",
+            "DEPLOYMENT", "RELEASE", "STATUS", "ANALYSIS", "SLOT", "SECONDS", "AT"
         ));
         for d in deployments {
+            let analysis = d
+                .extra
+                .get("analysis")
+                .and_then(|a| a.get("state"))
+                .and_then(|s| s.as_str())
+                .unwrap_or("-")
+                .to_string();
+            let reason = d
+                .extra
+                .get("analysis")
+                .and_then(|a| a.get("reason"))
+                .and_then(|s| s.as_str())
+                .filter(|_| analysis != "passed")
+                .map(|r| format!("\n    analysis: {r}"))
+                .unwrap_or_default();
             printer.line(format!(
-                "{:<32} {:<20} {:<12} {:<6} {:<8} {:<22} {}{}",
+                "{:<32} {:<20} {:<12} {:<13} {:<6} {:<8} {:<22} {}{}{reason}",
                 d.id,
                 d.version,
                 d.status,
+                analysis,
                 d.active_slot.as_deref().unwrap_or("-"),
                 d.duration_ms
                     .map_or("-".to_string(), |ms| format!("{:.1}", ms as f64 / 1000.0)),

@@ -9,9 +9,11 @@ mod init;
 mod lock;
 mod logs;
 mod migrate;
+mod notify;
 mod rollback;
 mod snapshot;
 mod status;
+mod watch;
 
 use std::path::PathBuf;
 
@@ -29,6 +31,8 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<(), CliError> {
         Command::Rollback(args) => rollback::run(&args, &cli.global, printer),
         Command::Status(args) => status::run(&args.env, &cli.global, printer),
         Command::History(args) => history::run(&args, &cli.global, printer),
+        Command::Watch(args) => watch::run(&args, &cli.global, printer),
+        Command::Notify(cmd) => notify::run(&cmd, &cli.global, printer),
         Command::Logs(args) => logs::run(&args, &cli.global, printer),
         Command::Lock(cmd) => lock::run(&cmd, &cli.global, printer),
         Command::Agent(cmd) => agent::run(&cmd, &cli.global, printer),

@@ -13,6 +13,32 @@ pub fn run(args: &RollbackArgs, global: &GlobalArgs, printer: &Printer) -> Resul
         let mut progress = Progress::new(printer);
         match rollback::rollback(&t, args.to.as_deref(), args.yes, &mut progress).await {
             Ok(report) => {
+                use crate::pipeline::events;
+                use slipway_core::notify::{EventKind, Severity};
+                let about = events::About {
+                    release: Some(report.to_release.clone()),
+                    previous_release: report.from_release.clone(),
+                    deployment_id: Some(report.deployment_id.clone()),
+                };
+                let event = events::event(
+                    &t,
+                    EventKind::DeployRolledBack,
+                    Severity::Warning,
+                    &about,
+                    format!(
+                        "{}: rolled back to {}",
+                        events::subject(&t),
+                        report.to_release
+                    ),
+                    format!(
+                        "`slipway rollback` switched {} from {} to {}",
+                        t.config.environment,
+                        report.from_release.as_deref().unwrap_or("(none)"),
+                        report.to_release
+                    ),
+                    serde_json::json!({ "by": "command", "slot": report.slot }),
+                );
+                events::raise(&t, printer, event).await;
                 if printer.json() {
                     printer.json_value(&report);
                 } else {

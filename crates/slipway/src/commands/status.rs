@@ -49,6 +49,10 @@ pub fn run(env: &str, global: &crate::cli::GlobalArgs, printer: &Printer) -> Res
         } else {
             None
         };
+        let analysis = match &ledger {
+            Some(_) => crate::pipeline::analysis::current(&t).await.ok().flatten(),
+            None => None,
+        };
         let state = json!({
             "environment": t.config.environment,
             "hostnames": t.config.settings.deployment.all_hostnames(),
@@ -58,6 +62,7 @@ pub fn run(env: &str, global: &crate::cli::GlobalArgs, printer: &Printer) -> Res
             "deployment_history": ledger.as_ref().map(|l| l.deployment_history.clone()).unwrap_or_default(),
             "lock": lock_json,
             "route": ledger.as_ref().and_then(|l| l.route.clone()),
+            "analysis": analysis,
             "url": t.public_url("/"),
         });
         if printer.json() {
@@ -107,6 +112,12 @@ pub fn run(env: &str, global: &crate::cli::GlobalArgs, printer: &Printer) -> Res
         match &ledger.lock {
             Some(l) => printer.line(format!("  lock      held by {}", lock::describe(l))),
             None => printer.line("  lock      free"),
+        }
+        if let Some(r) = &analysis {
+            for (i, line) in crate::pipeline::analysis::describe(r).iter().enumerate() {
+                let label = if i == 0 { "analysis" } else { "" };
+                printer.line(format!("  {label:<9} {line}"));
+            }
         }
         for host in t.config.settings.deployment.all_hostnames() {
             let cert = certs.iter().flatten().find(|c| c.host == host);

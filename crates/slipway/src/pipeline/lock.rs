@@ -17,6 +17,8 @@ use crate::providers::docker::AgentError;
 pub struct Held {
     pub lock: Lock,
     pub warning: Option<String>,
+    /// The stale lock this acquire replaced, if any.
+    pub took_over: Option<Lock>,
 }
 
 /// Whether a lock was left by a process of this machine that no longer runs.
@@ -85,6 +87,7 @@ fn held(report: slipway_core::admin::LockReport) -> Result<Held, StepError> {
     Ok(Held {
         lock,
         warning: report.warning,
+        took_over: report.took_over,
     })
 }
 

@@ -6,14 +6,18 @@
 //!  2. preflight: engine, git ref, repair       8. start the idle slot
 //!  3. provision network, agent; take the lock  9. (pre-switch hooks: not yet)
 //!     (and upgrade an agent of another build)
-//!  4. build `<app>:<release>`                  10. switch through the agent + confirm
-//!  5. provision the database (+ extensions)    11. watch; switch back on failure
+//!  4. build `<app>:<release>`                  10. switch through the agent + confirm;
+//!  5. provision the database (+ extensions)        the agent starts its analysis there
+//!                                              11. watch the analysis live; it switches
+//!                                                  back on failure, with or without us
 //!  6. read what is pending; snapshot the       12. retire old slot, prune, record, unlock
 //!     database (by default only if something is)
 
 pub mod agent;
+pub mod analysis;
 pub mod build;
 pub mod context;
+pub mod events;
 pub mod gateway;
 pub mod http_probe;
 pub mod lock;
@@ -38,7 +42,9 @@ use release::Release;
 
 use crate::providers::docker::names::Slot;
 use crate::tasks::{self, MigrateAction, Pending, TaskContext};
+use slipway_core::analysis::{AnalysisAction, AnalysisState};
 use slipway_core::config::schema::SnapshotWhen;
+use slipway_core::notify::{EventKind, Severity};
 
 #[derive(Clone, Debug, Default)]
 pub struct DeployOptions {
@@ -63,6 +69,8 @@ pub struct DeployReport {
     pub total_ms: u64,
     /// Milliseconds from the command's start to the moment the agent switched.
     pub switched_after_ms: Option<u64>,
+    /// The host's analysis as last seen (it may still be running).
+    pub analysis: Option<slipway_core::analysis::AnalysisReport>,
 }
 
 /// A failed deploy: which step, why, what to do; traffic state included.
@@ -90,8 +98,8 @@ pub async fn deploy(
         Err(f) => f,
     };
     // Undo, in reverse.
-    let mut rolled_back = false;
-    if state.switched {
+    let mut rolled_back = state.switched_back_by_agent;
+    if state.switched && !state.switched_back_by_agent {
         if let Some(old) = state.stopped_old_slot {
             // exclusive_jobs stopped it at the switch; it must answer again.
             let _ = t.engine.start(&t.names.slot(old)).await;
@@ -102,7 +110,7 @@ pub async fn deploy(
             // still the old release (this one was never recorded active),
             // so the agent must not swap current and previous.
             let started = Instant::now();
-            let back = slot::switch_when_healthy(t, old, &previous).await;
+            let back = slot::switch_when_healthy(t, old, &previous, None).await;
             rolled_back = back.is_ok();
             progress.done(
                 "switch back",
@@ -129,6 +137,9 @@ pub async fn deploy(
         if let Some(s) = &state.snapshot {
             extra.insert("snapshot".into(), json!(s));
         }
+        if let Some(a) = &state.analysis {
+            extra.insert("analysis".into(), json!(a));
+        }
         let deployment = record::deployment(
             &state.id,
             release,
@@ -151,6 +162,7 @@ pub async fn deploy(
     if let Some(h) = state.heartbeat.take() {
         h.abort();
     }
+    raise_failure(t, progress, &state, &failure, rolled_back).await;
     Err(DeployFailure {
         step: failure.0,
         error: failure.1,
@@ -173,6 +185,10 @@ struct Run {
     previous: Option<String>,
     snapshot: Option<String>,
     migrations_run: Option<u32>,
+    /// The agent's analysis already switched traffic back (nothing to undo
+    /// at the route).
+    switched_back_by_agent: bool,
+    analysis: Option<slipway_core::analysis::AnalysisReport>,
 }
 
 type Failed = (String, StepError);
@@ -289,6 +305,28 @@ async fn run(
         true,
         format!("held as {} ({})", held.lock.locked_by, held.lock.lock_id),
     );
+    let about = events::About {
+        release: Some(release.id.clone()),
+        previous_release: state.previous.clone(),
+        deployment_id: Some(state.id.clone()),
+    };
+    if let Some(old) = &held.took_over {
+        let e = events::event(
+            t,
+            EventKind::StaleLockTakenOver,
+            Severity::Warning,
+            &about,
+            format!("{}: a stale deploy lock was taken over", events::subject(t)),
+            format!(
+                "the deploy lock held by {} had expired; deployment {} took it over. \
+                 If that deploy is still running somewhere, stop it",
+                old.describe(),
+                state.id
+            ),
+            json!({ "stale_lock": old }),
+        );
+        events::raise(t, progress.printer(), e).await;
+    }
 
     // 3b. An agent from another Slipway build is replaced by this one's,
     // under the lock, before this deploy's switch (no traffic gap).
@@ -311,6 +349,34 @@ async fn run(
             ),
         );
     }
+
+    // Where this environment's events go, then the first of them.
+    match events::configure(t).await {
+        Ok(channels) if !channels.is_empty() => {
+            progress.note(&format!("notifications: {}", channels.join(", ")))
+        }
+        Ok(_) => {}
+        Err(e) => progress.note(&format!(
+            "note: notifications not configured on the agent: {}",
+            e.message
+        )),
+    }
+    let started_event = events::event(
+        t,
+        EventKind::DeployStarted,
+        Severity::Info,
+        &about,
+        format!("{}: deploying {}", events::subject(t), release.id),
+        format!(
+            "{} deploys {} ({}) over {}",
+            release.deployer,
+            release.id,
+            release.version,
+            state.previous.as_deref().unwrap_or("nothing")
+        ),
+        json!({ "deployed_by": release.deployer, "version": release.version }),
+    );
+    events::raise(t, progress.printer(), started_event).await;
 
     // 4. build.
     let s = Instant::now();
@@ -487,7 +553,8 @@ async fn run(
     let client = http_probe::client();
     let baseline = watch::baseline(t, &client).await;
     let s = Instant::now();
-    let report = slot::switch_when_healthy(t, idle, &release.id)
+    let analysis_spec = analysis::spec(t, &state.id);
+    let report = slot::switch_when_healthy(t, idle, &release.id, analysis_spec.clone())
         .await
         .map_err(at("switch"))?;
     state.switched = true;
@@ -518,31 +585,104 @@ async fn run(
         state.stopped_old_slot = Some(old);
     }
 
-    // 11. watch.
-    let window = t.config.settings.deployment.watch_window.0;
+    // 11. watch: the agent analyses the release from the switch on; show it
+    // live for `watch_window`, then leave it to the agent.
     let s = Instant::now();
-    let outcome = watch::watch(t, &client, &release.id, window, baseline)
+    let stay = t.config.settings.deployment.watch_window.0;
+    let mut analysis_report = None;
+    if let Some(spec) = &analysis_spec {
+        let printer = progress.printer();
+        let seen = analysis::follow(t, &state.id, stay, Duration::from_secs(5), &|l: &str| {
+            printer.note(&format!("    {l}"))
+        })
         .await
         .map_err(at("watch"))?;
-    progress.done(
-        "watch",
-        s,
-        true,
-        format!(
-            "{}s, {} probes, {} failed, p50 {}",
-            window.as_secs(),
-            outcome.probes,
-            outcome.failures,
-            outcome
-                .p50
-                .map_or("-".to_string(), |d| format!("{}ms", d.as_millis()))
-        ),
-    );
+        state.analysis = seen.clone();
+        if let Some(r) = &seen
+            && r.state == AnalysisState::Failed
+        {
+            let reason = r
+                .reason
+                .clone()
+                .unwrap_or_else(|| "the analysis failed".into());
+            match &r.action {
+                Some(AnalysisAction::SwitchedBack {
+                    detection_to_switch_ms,
+                    to_release,
+                    ..
+                }) => {
+                    state.switched_back_by_agent = true;
+                    return Err((
+                        "watch".to_string(),
+                        StepError::new(format!(
+                            "the host's analysis failed the release: {reason}; it switched traffic back to {to_release} {:.1} s after the problem started",
+                            *detection_to_switch_ms as f64 / 1000.0
+                        ))
+                        .hint(format!(
+                            "see `slipway status {env}` and `slipway logs {env} --deploy {}`; fix the release and deploy again",
+                            state.id,
+                            env = t.config.environment
+                        )),
+                    ));
+                }
+                Some(AnalysisAction::Alerted) => progress.note(&format!(
+                    "warning: the analysis failed ({reason}); on_failure is `alert`, so traffic stays on {}. `slipway rollback {}` switches back",
+                    release.id, t.config.environment
+                )),
+                // The agent could not switch back (the old slot was stopped,
+                // e.g. exclusive_jobs): this command's undo does it.
+                _ => {
+                    return Err(("watch".to_string(), StepError::new(format!(
+                        "the host's analysis failed the release: {reason}"
+                    ))));
+                }
+            }
+        }
+        let detail = match &seen {
+            Some(r) if r.state.is_final() => {
+                format!("analysis {}: {}", r.state, analysis::progress_line(r))
+            }
+            Some(r) => format!(
+                "{}; the agent carries on for {} more (window {}): `slipway watch {}`",
+                analysis::progress_line(r),
+                analysis::clock(r.spec.window_ms.saturating_sub(r.elapsed_ms)),
+                analysis::clock(spec.window_ms),
+                t.config.environment
+            ),
+            None => "the agent reported no analysis (an older agent?)".to_string(),
+        };
+        progress.done("watch", s, true, detail);
+        analysis_report = seen;
+    } else {
+        let client = http_probe::client();
+        let outcome = watch::watch(t, &client, &release.id, stay, baseline)
+            .await
+            .map_err(at("watch"))?;
+        progress.done(
+            "watch",
+            s,
+            true,
+            format!(
+                "{}s, {} probes, {} failed, p50 {} (deployment.analysis.window is 0s: no host analysis)",
+                stay.as_secs(),
+                outcome.probes,
+                outcome.failures,
+                outcome
+                    .p50
+                    .map_or("-".to_string(), |d| format!("{}ms", d.as_millis()))
+            ),
+        );
+    }
+    // The old slot stays warm while the agent may still switch back to it.
+    let analysis_running = analysis_report
+        .as_ref()
+        .is_some_and(|r| !r.state.is_final());
 
     // 12. retire, prune, record, unlock.
     let s = Instant::now();
     if let Some(old) = active
         && !t.config.settings.app.exclusive_jobs
+        && !analysis_running
     {
         retire::old_slot(t, old).await.map_err(at("retire"))?;
     }
@@ -554,6 +694,9 @@ async fn run(
     }
     if let Some(snap) = &snapshot {
         extra.insert("snapshot".into(), json!(snap));
+    }
+    if let Some(a) = &analysis_report {
+        extra.insert("analysis".into(), json!(a));
     }
     record::record(
         t,
@@ -585,11 +728,49 @@ async fn run(
         s,
         true,
         format!(
-            "{} stopped and kept for rollback; {} old image(s) pruned",
-            active.map_or("nothing".to_string(), |a| t.names.slot(a)),
+            "{}; {} old image(s) pruned",
+            match active {
+                None => "no old slot".to_string(),
+                Some(a) if analysis_running && !t.config.settings.app.exclusive_jobs => format!(
+                    "{} kept running (warm) while the analysis may switch back to it",
+                    t.names.slot(a)
+                ),
+                Some(a) => format!("{} stopped and kept for rollback", t.names.slot(a)),
+            },
             pruned.len()
         ),
     );
+    let done = events::event(
+        t,
+        EventKind::DeploySucceeded,
+        Severity::Info,
+        &about,
+        format!("{}: {} deployed", events::subject(t), release.id),
+        match &analysis_report {
+            Some(r) if !r.state.is_final() => format!(
+                "{} serves {} (was {}). The host's analysis carries on for {}; its verdict is notified",
+                t.config.environment,
+                release.id,
+                state.previous.as_deref().unwrap_or("nothing"),
+                analysis::clock(r.spec.window_ms.saturating_sub(r.elapsed_ms))
+            ),
+            Some(r) => format!(
+                "{} serves {} (was {}); analysis {}",
+                t.config.environment,
+                release.id,
+                state.previous.as_deref().unwrap_or("nothing"),
+                r.state
+            ),
+            None => format!(
+                "{} serves {} (was {})",
+                t.config.environment,
+                release.id,
+                state.previous.as_deref().unwrap_or("nothing")
+            ),
+        },
+        json!({ "duration_ms": progress.elapsed().as_millis() as u64, "url": t.public_url("/") }),
+    );
+    events::raise(t, progress.printer(), done).await;
 
     Ok(DeployReport {
         deployment_id: state.id.clone(),
@@ -604,8 +785,62 @@ async fn run(
         steps: progress.steps.clone(),
         total_ms: command_started.elapsed().as_millis() as u64,
         switched_after_ms: Some(switched_after.as_millis() as u64),
+        analysis: analysis_report,
         release,
     })
+}
+
+/// The event of a failed deploy: failed, or rolled back (traffic is on the
+/// previous release again). A switch-back by the agent's analysis is
+/// notified by the agent itself.
+async fn raise_failure(
+    t: &Target,
+    progress: &Progress<'_>,
+    state: &Run,
+    failure: &Failed,
+    rolled_back: bool,
+) {
+    let about = events::About {
+        release: state.release.as_ref().map(|r| r.id.clone()),
+        previous_release: state.previous.clone(),
+        deployment_id: Some(state.id.clone()),
+    };
+    let release = about.release.clone().unwrap_or_else(|| "?".into());
+    let (kind, title) = if rolled_back && !state.switched_back_by_agent {
+        (
+            EventKind::DeployRolledBack,
+            format!(
+                "{}: {release} failed at {} and traffic went back to {}",
+                events::subject(t),
+                failure.0,
+                state.previous.as_deref().unwrap_or("the previous release")
+            ),
+        )
+    } else {
+        (
+            EventKind::DeployFailed,
+            format!(
+                "{}: deploy of {release} failed at {}",
+                events::subject(t),
+                failure.0
+            ),
+        )
+    };
+    let mut message = failure.1.message.clone();
+    if let Some(hint) = &failure.1.hint {
+        message.push_str("\nNext: ");
+        message.push_str(hint);
+    }
+    let e = events::event(
+        t,
+        kind,
+        Severity::Critical,
+        &about,
+        title,
+        message,
+        json!({ "step": failure.0, "rolled_back": rolled_back, "by": "deploy" }),
+    );
+    events::raise(t, progress.printer(), e).await;
 }
 
 /// The `pending` step's detail.

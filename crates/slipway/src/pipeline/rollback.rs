@@ -234,7 +234,7 @@ async fn switch_to(
         format!("{} ({release})", t.names.slot(slot)),
     );
     let s = Instant::now();
-    let report = slot::switch_when_healthy(t, slot, release).await?;
+    let report = slot::switch_when_healthy(t, slot, release, None).await?;
     let switched_after = begin.elapsed().as_millis() as u64;
     progress.done(
         "switch",

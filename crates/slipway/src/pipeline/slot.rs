@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use slipway_core::admin::{AdminErrorKind, AdminRequest, AdminResult, DeployArgs, SwitchReport};
+use slipway_core::analysis::AnalysisSpec;
 use slipway_core::config::schema::DatabaseMode;
 
 use super::context::{StepError, Target};
@@ -79,11 +80,13 @@ pub async fn start(
 
 /// Asks the agent to switch to `slot` once it is healthy, in rounds of a
 /// few seconds up to `health.start_timeout`, failing early when the
-/// container stops.
+/// container stops. With `analysis`, the agent analyses the slot from the
+/// moment of the switch.
 pub async fn switch_when_healthy(
     t: &Target,
     slot: Slot,
     release: &str,
+    analysis: Option<AnalysisSpec>,
 ) -> Result<SwitchReport, StepError> {
     let limit = t.config.settings.health.start_timeout.0;
     let round = Duration::from_secs(5).max(
@@ -122,7 +125,7 @@ pub async fn switch_when_healthy(
             hosts: Vec::clone(&hosts),
             health: t.health_check(round.min(remaining)),
             drain_timeout_ms: t.config.settings.deployment.drain_timeout.0.as_millis() as u64,
-            analysis: None,
+            analysis: analysis.clone(),
         });
         match t.agent_call(request).await {
             Ok(AdminResult::Switched(report)) => return Ok(report),

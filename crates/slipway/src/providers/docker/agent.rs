@@ -14,7 +14,7 @@ fn carries_secret(request: &AdminRequest) -> bool {
         AdminRequest::CertEnsure(slipway_core::admin::CertEnsureArgs {
             source: slipway_core::admin::CertSource::Custom { .. },
             ..
-        })
+        }) | AdminRequest::NotifyConfigure(_)
     )
 }
 
