@@ -36,7 +36,7 @@ pub async fn apply(State(state): State<AppState>, request: Request, next: Next) 
     }
     if let Some(every) = faults.error_every {
         let n = state.fault_count.fetch_add(1, Ordering::Relaxed) + 1;
-        if n.is_multiple_of(u64::from(every)) {
+        if n % u64::from(every) == 0 {
             return (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "EVENTS_SERVER_ERROR_EVERY: planted failure (simulated broken release)\n",

@@ -111,7 +111,9 @@ impl Target {
             ledger_route: Some(n.route()),
             create_with: format!("slipway deploy {}", self.config.environment),
             env: Vec::new(),
-            extra_hosts: Vec::new(),
+            // Notification receivers on this machine (a self-hosted ntfy,
+            // a relay) are reached from the agent as host.docker.internal.
+            extra_hosts: vec!["host.docker.internal:host-gateway".into()],
         }
     }
 }

@@ -6,12 +6,13 @@
 //!  2. preflight: engine, git ref, repair       8. start the idle slot
 //!  3. provision network, agent; take the lock  9. (pre-switch hooks: not yet)
 //!     (and upgrade an agent of another build)
-//!  4. build `<app>:<release>`                  10. switch through the agent + confirm;
-//!  5. provision the database (+ extensions)        the agent starts its analysis there
-//!                                              11. watch the analysis live; it switches
-//!                                                  back on failure, with or without us
+//!  4. build `<app>:<release>`                  10. switch through the agent + confirm
+//!  5. provision the database (+ extensions)    11. show the agent's analysis live
 //!  6. read what is pending; snapshot the       12. retire old slot, prune, record, unlock
 //!     database (by default only if something is)
+//!
+//! The agent starts its post-deploy analysis at the switch itself and
+//! switches back on failure, whether or not this command is still running.
 
 pub mod agent;
 pub mod analysis;
@@ -615,7 +616,7 @@ async fn run(
                     return Err((
                         "watch".to_string(),
                         StepError::new(format!(
-                            "the host's analysis failed the release: {reason}; it switched traffic back to {to_release} {:.1} s after the problem started",
+                            "the host's analysis failed the release: {reason}; traffic was switched back to {to_release} {:.1} s after the problem started",
                             *detection_to_switch_ms as f64 / 1000.0
                         ))
                         .hint(format!(

@@ -81,8 +81,17 @@ async fn interrupted_deploy(t: &Target) -> Result<Vec<String>, StepError> {
                 .unwrap_or_default();
             mark_switched(t, &ledger, &held.deployment_id, slot, &release).await?;
             notes.push(format!(
-                "its release {release} had already passed the health check and taken traffic in {name}; recorded it as current (its watch window did not finish: run `slipway rollback {}` if it misbehaves)",
-                t.config.environment
+                "its release {release} had already passed the health check and taken traffic in {name}; recorded it as current (the host's analysis of it goes on without the CLI: `slipway watch {env}`; `slipway rollback {env}` if it misbehaves)",
+                env = t.config.environment
+            ));
+        } else if let Some(back) =
+            in_progress(&ledger, &held.deployment_id).filter(|d| d.status == "rolled_back")
+        {
+            // It did switch, and the host's analysis switched back from it.
+            t.engine.remove(&name).await?;
+            notes.push(format!(
+                "its release had taken traffic, then the host's analysis switched back from it ({}); removed {name}",
+                back.error.as_deref().unwrap_or("see `slipway history`")
             ));
         } else {
             t.engine.remove(&name).await?;

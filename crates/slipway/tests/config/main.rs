@@ -480,7 +480,7 @@ fn precedence_cli_over_process_over_env_file_over_sections() {
         s["deployment.keep_releases"]["origin"]
             .as_str()
             .unwrap()
-            .ends_with(".env.production:19:36")
+            .ends_with(".env.production:24:36")
     );
     // environments.production overrides the shared public_port.
     assert_eq!(s["deployment.public_port"]["value"], "80");
@@ -488,7 +488,7 @@ fn precedence_cli_over_process_over_env_file_over_sections() {
         s["deployment.public_port"]["origin"]
             .as_str()
             .unwrap()
-            .ends_with("deployment.yml:72:20")
+            .ends_with("deployment.yml:92:20")
     );
     assert_eq!(s["deployment.watch_window"]["value"], "\"60s\"");
     assert_eq!(v["app_env"]["JWT_SECRET"]["value"], "[redacted]");

@@ -4,6 +4,7 @@
 //! port and resources.
 
 mod agent_upgrade;
+mod analysis;
 mod harness;
 mod https;
 mod load;
