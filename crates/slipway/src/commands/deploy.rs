@@ -106,6 +106,8 @@ async fn dry_run(t: &Target, args: &DeployArgs, printer: &Printer) -> Result<(),
         "snapshot_dir": s.database.snapshots.dir,
         "health": { "path": s.health.path, "healthy_threshold": s.health.healthy_threshold, "start_timeout": String::from(s.health.start_timeout.clone()) },
         "watch_window": String::from(s.deployment.watch_window.clone()),
+        "analysis": crate::pipeline::analysis::spec(t, "(at deploy)"),
+        "notifications": notification_channels(t),
         "url": t.public_url("/"),
     });
     if printer.json() {
@@ -156,7 +158,41 @@ async fn dry_run(t: &Target, args: &DeployArgs, printer: &Printer) -> Result<(),
             s.health.healthy_threshold,
             String::from(s.deployment.watch_window.clone())
         ));
+        match crate::pipeline::analysis::spec(t, "") {
+            Some(a) => printer.line(format!(
+                "  analysis    by the agent for {} after the switch: health {}× failing, 5xx > {:.1} %, p95 > {}× before and > {} ms over {}; on failure: {}",
+                crate::pipeline::analysis::clock(a.window_ms),
+                a.health_failures,
+                a.max_error_ratio * 100.0,
+                a.p95_factor,
+                a.p95_floor_ms,
+                crate::pipeline::analysis::clock(a.interval_ms),
+                a.on_failure
+            )),
+            None => printer.line("  analysis    off (deployment.analysis.window: 0s)"),
+        }
+        let channels = notification_channels(t);
+        printer.line(format!(
+            "  notify      {}",
+            if channels.is_empty() {
+                "the agent's log only (no notifications configured)".to_string()
+            } else {
+                channels.join(", ")
+            }
+        ));
         printer.line(format!("  serves      {}", t.public_url("/")));
     }
     Ok(())
+}
+
+/// The configured channels, by name (never their URLs: they carry tokens).
+fn notification_channels(t: &Target) -> Vec<&'static str> {
+    let n = &t.config.settings.notifications;
+    [
+        n.webhook.as_ref().map(|_| "webhook"),
+        n.ntfy.as_ref().map(|_| "ntfy"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }

@@ -12,6 +12,8 @@
 // The same throwaway repository as the local-engine deploy tests.
 #[path = "../deploy/harness.rs"]
 mod harness;
+#[path = "../deploy/load.rs"]
+mod load;
 
 use std::fs;
 use std::net::TcpListener;
@@ -238,5 +240,53 @@ fn deploys_twice_over_ssh_and_switches_slots() {
     assert_eq!(status["lock"]["locked"], false);
     wait_serving(&app, &release_b, Duration::from_secs(10));
     assert!(curl_version(&app).is_object());
+
+    // A release whose 5xx ratio rises after the switch, under load: the
+    // analysis runs in the agent on the host, not in the CLI (which cannot
+    // reach the public port over SSH), and switches back by itself.
+    let load = load::Load::start(&app.url("/version"), 2, 100_000, Duration::from_millis(2));
+    app.commit_file(
+        "NOTES.md",
+        "a release that fails after its switch\n",
+        "third",
+    );
+    let t = Instant::now();
+    let third = remote(
+        &app,
+        &sshd,
+        &[
+            "--set",
+            "app.env.EVENTS_SERVER_ERROR_EVERY=4",
+            "--set",
+            "deployment.analysis.window=30s",
+            "--set",
+            "deployment.analysis.interval=5s",
+            "--set",
+            "deployment.analysis.min_requests=10",
+            "--set",
+            "deployment.watch_window=60s",
+            "deploy",
+            &app.env,
+        ],
+    );
+    eprintln!("third deploy over ssh: {:?}\n{}", t.elapsed(), third.stderr);
+    assert_eq!(third.code, 1, "{}", third.all());
+    assert!(
+        third.stderr.contains("failed at step `watch`"),
+        "{}",
+        third.all()
+    );
+    assert!(third.stderr.contains("switched back to"), "{}", third.all());
+    wait_serving(&app, &release_b, Duration::from_secs(10));
+    let status = remote_status(&app, &sshd);
+    assert_eq!(status["current_deployment"]["version"], release_b.as_str());
+    assert_eq!(status["analysis"]["state"], "failed", "{status:#}");
+    let (ok, _, errors) = load.finish();
+    let other: Vec<&String> = errors
+        .iter()
+        .filter(|e| !e.starts_with("HTTP 500"))
+        .collect();
+    assert!(other.is_empty(), "connection errors or timeouts: {other:?}");
+    assert!(ok > 100, "{ok}");
     eprintln!("total {:?}", started.elapsed());
 }
