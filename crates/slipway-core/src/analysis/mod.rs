@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod bookkeeping;
 pub mod histogram;
 pub mod verdict;
 
