@@ -92,6 +92,28 @@ pub async fn check(
     }
 }
 
+/// One probe of `target`'s health `path` (the post-deploy analysis'):
+/// Ok on a 2xx, else what was seen (`503 "database unreachable"`,
+/// `connect error: Connection refused`, `timeout after 2000 ms`).
+pub async fn probe(
+    client: &HealthClient,
+    target: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let uri: Uri = format!("http://{target}{path}")
+        .parse()
+        .map_err(|e| format!("invalid target or path `{target}{path}`: {e}"))?;
+    match attempt(client, &uri, timeout).await? {
+        (status, _) if (200..300).contains(&status) => Ok(()),
+        (status, body) if body.is_empty() => Err(status.to_string()),
+        (status, body) => Err(format!(
+            "{status} {:?}",
+            body.chars().take(80).collect::<String>()
+        )),
+    }
+}
+
 fn seen_push(seen: &mut VecDeque<String>, what: String) {
     if seen.len() == SEEN_KEEP {
         seen.pop_front();

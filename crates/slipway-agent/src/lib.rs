@@ -79,6 +79,8 @@ pub struct Agent {
     /// Events: logged, queued on the volume, delivered to the channels.
     pub notifier: Arc<notify::Notifier>,
     pub handover: handover::Handover,
+    /// Post-deploy analyses: the running ones and their baselines' samples.
+    pub analyses: analysis::Analyses,
     /// Certificates, when this agent terminates TLS (`--tls-listen`).
     pub tls: Option<Arc<tls::Tls>>,
     pub started: Instant,
@@ -210,9 +212,17 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         metrics: Arc::clone(&metrics),
         notifier,
         handover: handover::Handover::new(gate, kept),
+        analyses: analysis::Analyses::default(),
         tls: tls.clone(),
         started: Instant::now(),
     });
+    tokio::spawn(analysis::sampler::run(
+        Arc::clone(&router),
+        Arc::clone(&agent.analyses.samples),
+    ));
+    // An analysis left running by the agent before this one (a restart or
+    // an upgrade) goes on for the rest of its window.
+    analysis::resume(&agent);
 
     let release_header = HeaderName::try_from(args.release_header.as_str())
         .with_context(|| format!("`{}` is not a valid header name", args.release_header))?;

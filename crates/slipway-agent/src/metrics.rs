@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use slipway_core::analysis::histogram::{self, CounterSnapshot};
+
 use crate::router::RouteTable;
 
 /// Upper bounds (seconds) of the request latency histogram.
@@ -36,27 +38,65 @@ fn shard() -> usize {
     SHARD.with(|s| *s)
 }
 
-/// Responses of one app/release/slot by status class (1xx..5xx).
+/// One thread's share of a target's counters.
+#[derive(Debug)]
+struct CounterShard {
+    classes: [AtomicU64; 5],
+    /// The analysis' fine-grained latency histogram (see
+    /// `slipway_core::analysis::histogram`), non-cumulative.
+    latency: [AtomicU64; histogram::BUCKETS],
+}
+
+impl Default for CounterShard {
+    fn default() -> Self {
+        Self {
+            classes: Default::default(),
+            latency: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+/// Responses of one app/release/slot by status class (1xx..5xx), and their
+/// latency: what the post-deploy analysis compares releases by.
 #[derive(Debug, Default)]
 pub struct StatusCounters {
-    shards: [Padded<[AtomicU64; 5]>; SHARDS],
+    shards: [Padded<CounterShard>; SHARDS],
 }
 
 impl StatusCounters {
     pub fn count(&self, status: u16) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.shards[shard()].0[class].fetch_add(1, Ordering::Relaxed);
+        self.shards[shard()].0.classes[class].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count one response's latency (at the end of its body).
+    pub fn observe_latency(&self, elapsed: Duration) {
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.shards[shard()].0.latency[histogram::bucket_of(micros)]
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Totals by class (1xx..5xx).
     fn by_class(&self) -> [u64; 5] {
         let mut sum = [0; 5];
         for s in &self.shards {
-            for (total, n) in sum.iter_mut().zip(&s.0) {
+            for (total, n) in sum.iter_mut().zip(&s.0.classes) {
                 *total += n.load(Ordering::Relaxed);
             }
         }
         sum
+    }
+
+    /// Everything counted so far, summed over the shards, stamped `at_ms`.
+    pub fn snapshot(&self, at_ms: u64) -> CounterSnapshot {
+        let mut snap = CounterSnapshot::zero(at_ms);
+        snap.by_class = self.by_class();
+        for s in &self.shards {
+            for (total, n) in snap.latency.iter_mut().zip(&s.0.latency) {
+                *total += n.load(Ordering::Relaxed);
+            }
+        }
+        snap
     }
 }
 
@@ -269,6 +309,29 @@ fn esc(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapshots_sum_every_shard_of_status_and_latency() {
+        let counters = Arc::new(StatusCounters::default());
+        let threads: Vec<_> = (0..SHARDS + 1)
+            .map(|_| {
+                let c = Arc::clone(&counters);
+                std::thread::spawn(move || {
+                    c.count(200);
+                    c.count(503);
+                    c.observe_latency(Duration::from_millis(20));
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        let snap = counters.snapshot(7);
+        let n = (SHARDS + 1) as u64;
+        assert_eq!((snap.at_ms, snap.by_class), (7, [0, n, 0, 0, n]));
+        assert_eq!(snap.latency[histogram::bucket_of(20_000)], n);
+        assert_eq!(snap.latency.iter().sum::<u64>(), n);
+    }
 
     #[test]
     fn histogram_is_cumulative_and_counters_keep_counting_per_release() {

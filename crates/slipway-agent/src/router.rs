@@ -301,7 +301,7 @@ impl Router {
             hosts: (!hosts.is_empty()).then_some(hosts),
             health: Some(a.health),
             drain_timeout: Duration::from_millis(a.drain_timeout_ms),
-            rollback: false,
+            kind: ChangeKind::Deploy,
             attempts,
             started,
         };
@@ -329,11 +329,65 @@ impl Router {
             hosts: None,
             health: None,
             drain_timeout: Duration::from_millis(a.drain_timeout_ms),
-            rollback: true,
+            kind: ChangeKind::Rollback,
             attempts,
             started,
         };
         self.switch(change).await
+    }
+
+    /// The post-deploy analysis' switch back: like `rollback` (the previous
+    /// target must pass its health check; serialised with every other
+    /// change by `ops`), but only while `from` is still the active target,
+    /// and with the analysis' ledger bookkeeping (see
+    /// [`Ledger::save_route_switched_back`]).
+    pub async fn switch_back(
+        self: &Arc<Self>,
+        app: &str,
+        from: &TargetRecord,
+        deployment_id: &str,
+        reason: &str,
+    ) -> Result<SwitchReport, AdminError> {
+        let started = Instant::now();
+        let (prev, check, drain_timeout) = {
+            let table = self.table.load();
+            let route = table.get(app).ok_or_else(|| not_found(app))?;
+            let prev = route.previous.clone().ok_or_else(|| {
+                admin_err(
+                    AdminErrorKind::NotFound,
+                    format!("app `{app}` has no previous target to switch back to"),
+                )
+            })?;
+            (prev, route.health.clone(), route.drain_timeout)
+        };
+        let target = new_target(&self.metrics, app, &prev)?;
+        let attempts = self.gate(app, &target, &check).await?;
+        let change = Change {
+            app,
+            target,
+            hosts: None,
+            health: None,
+            drain_timeout,
+            kind: ChangeKind::SwitchBack {
+                from: from.clone(),
+                deployment_id: deployment_id.to_owned(),
+                reason: reason.to_owned(),
+            },
+            attempts,
+            started,
+        };
+        match self.switch(change).await? {
+            AdminResult::Switched(report) => Ok(report),
+            _ => Err(admin_err(
+                AdminErrorKind::Internal,
+                "the switch answered something other than a switch report".into(),
+            )),
+        }
+    }
+
+    /// The app's route as published now.
+    pub fn route(&self, app: &str) -> Option<Arc<AppRoute>> {
+        self.table.load().get(app).cloned()
     }
 
     /// The health gate: Ok(attempts) or the answer explaining the refusal.
@@ -376,7 +430,20 @@ impl Router {
         let _ops = self.ops.lock().await;
         let table = self.table.load_full();
         let old = table.get(c.app);
-        if c.rollback {
+        let rollback = !matches!(c.kind, ChangeKind::Deploy);
+        if let ChangeKind::SwitchBack { from, .. } = &c.kind {
+            let active = old.and_then(|o| o.active.as_ref()).map(|t| t.record());
+            if active.as_ref() != Some(from) {
+                return Err(admin_err(
+                    AdminErrorKind::Internal,
+                    format!(
+                        "app `{}` no longer serves release `{}` (a deploy or rollback replaced                          it), so the analysis does not switch back",
+                        c.app, from.release
+                    ),
+                ));
+            }
+        }
+        if rollback {
             // Someone switched while we health-checked: the "previous" we
             // checked may no longer be the previous.
             let still = old.and_then(|o| o.previous.as_ref()) == Some(&c.target.record());
@@ -419,7 +486,20 @@ impl Router {
             drain_timeout: c.drain_timeout,
             metrics: self.metrics.app(c.app),
         };
-        self.ledger.save_route(c.app, route.record(), c.rollback)?;
+        match &c.kind {
+            ChangeKind::Deploy => self.ledger.save_route(c.app, route.record(), false)?,
+            ChangeKind::Rollback => self.ledger.save_route(c.app, route.record(), true)?,
+            ChangeKind::SwitchBack {
+                deployment_id,
+                reason,
+                ..
+            } => self.ledger.save_route_switched_back(
+                c.app,
+                route.record(),
+                deployment_id,
+                reason,
+            )?,
+        }
         let metrics = Arc::clone(&route.metrics);
         self.table.store(Arc::new(table.with(route)));
         let switched_at = SystemTime::now()
@@ -439,7 +519,7 @@ impl Router {
         }
         metrics.switched(c.started.elapsed());
         tracing::info!(app = c.app, target = %c.target.addr, release = %c.target.release,
-            rollback = c.rollback, "switched");
+            rollback, "switched");
         Ok(AdminResult::Switched(SwitchReport {
             app: c.app.to_owned(),
             target: c.target.addr.clone(),
@@ -538,9 +618,23 @@ struct Change<'a> {
     hosts: Option<Vec<String>>,
     health: Option<HealthCheck>,
     drain_timeout: Duration,
-    rollback: bool,
+    kind: ChangeKind,
     attempts: u32,
     started: Instant,
+}
+
+/// Why the route changes, which decides the checks and the ledger's
+/// bookkeeping.
+enum ChangeKind {
+    Deploy,
+    /// The `rollback` verb: current and previous deployment swap.
+    Rollback,
+    /// The analysis going back from `from`, which failed.
+    SwitchBack {
+        from: TargetRecord,
+        deployment_id: String,
+        reason: String,
+    },
 }
 
 fn not_found(app: &str) -> AdminError {

@@ -18,8 +18,8 @@ pub async fn handle(agent: &std::sync::Arc<Agent>, req: AdminRequest) -> AdminRe
         None
     };
     let result = match req {
-        AdminRequest::Deploy(a) => agent.router.deploy(a).await,
-        AdminRequest::Rollback(a) => agent.router.rollback(a).await,
+        AdminRequest::Deploy(a) => crate::analysis::deploy(agent, a).await,
+        AdminRequest::Rollback(a) => crate::analysis::rollback(agent, a).await,
         AdminRequest::Pause(a) => agent.router.pause(a).await,
         AdminRequest::Resume(a) => agent.router.resume(a.app).await,
         AdminRequest::Routes => agent.router.routes(),

@@ -11,6 +11,7 @@ use slipway_core::admin::{
     AdminError, AdminErrorKind, AdminResult, HistoryListArgs, HistoryRecordArgs, LockAcquireArgs,
     LockRefArgs, LockReport,
 };
+use slipway_core::analysis;
 use slipway_core::ledger::{self, LockError, LockRequest, RouteRecord, history, lock};
 use time::OffsetDateTime;
 
@@ -147,7 +148,11 @@ impl Ledger {
     pub fn history_record(&self, a: HistoryRecordArgs) -> Result<AdminResult, AdminError> {
         let deployment_id = a.deployment.id.clone();
         self.store.update(|f| {
-            history::record(f.app_mut(&a.app), a.deployment);
+            let app = f.app_mut(&a.app);
+            let mut deployment = a.deployment;
+            // The agent's analysis verdict wins over the CLI's later record.
+            analysis::bookkeeping::reconcile_record(app, &mut deployment);
+            history::record(app, deployment);
             Ok::<_, AdminError>(())
         })?;
         Ok(AdminResult::Recorded { deployment_id })
@@ -188,6 +193,24 @@ impl Ledger {
             if rolled_back {
                 history::rolled_back(entry);
             }
+            Ok::<_, AdminError>(())
+        })
+    }
+
+    /// Save an app's route after the analysis switched back from
+    /// deployment `deployment_id` (see
+    /// `slipway_core::analysis::bookkeeping::switched_back`), in one write.
+    pub fn save_route_switched_back(
+        &self,
+        app: &str,
+        route: RouteRecord,
+        deployment_id: &str,
+        reason: &str,
+    ) -> Result<(), AdminError> {
+        self.store.update(|f| {
+            let entry = f.app_mut(app);
+            entry.route = Some(route);
+            analysis::bookkeeping::switched_back(entry, deployment_id, reason);
             Ok::<_, AdminError>(())
         })
     }

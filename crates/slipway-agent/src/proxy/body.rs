@@ -60,6 +60,9 @@ impl Drop for Finish {
         let elapsed = self.started.elapsed();
         let metrics = self.metrics();
         metrics.observe(elapsed);
+        if let Some(guard) = &self.guard {
+            guard.target().counters.observe_latency(elapsed);
+        }
         if let Some(log) = &self.proxy.access_log {
             let target = self.guard.as_ref().map(InFlight::target);
             log.write(&Entry {

@@ -10,6 +10,10 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod bookkeeping;
+pub mod histogram;
+pub mod verdict;
+
 /// What to do when the analysis fails.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
@@ -124,6 +128,10 @@ pub struct HealthTally {
     pub failing_in_a_row: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<String>,
+    /// When the current run of failures began (milliseconds after the
+    /// switch): where a health failure's detection time starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since_ms: Option<u64>,
 }
 
 /// What the analysis noticed.
@@ -197,4 +205,14 @@ pub struct AnalysisReport {
     pub action: Option<AnalysisAction>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at_unix_ms: Option<u64>,
+    /// The first failing observation (milliseconds after the switch), once
+    /// failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detected_at_ms: Option<u64>,
+    /// Milliseconds after the switch at which an agent (re)started or took
+    /// over and resumed this analysis; its counters began at zero there, so
+    /// `total` counts requests before and after, and its latency figures
+    /// are those since the last resume.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resumed_at_ms: Vec<u64>,
 }
