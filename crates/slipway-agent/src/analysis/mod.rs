@@ -200,10 +200,25 @@ fn start(agent: &Arc<Agent>, app: &str, spec: AnalysisSpec, switch: &SwitchRepor
             .metrics
             .counters(app, &prev.release, prev.slot.as_deref());
         let at_switch = counters.snapshot(at);
-        agent
+        let sampled = agent
             .analyses
             .samples
-            .baseline(app, &counters, &at_switch, spec.window_ms)
+            .baseline(app, &counters, &at_switch, spec.window_ms);
+        // The replaced target (now draining) counted from zero since it was
+        // created: a start for a baseline younger than the first sample.
+        let created = route
+            .draining
+            .iter()
+            .rev()
+            .find(|t| t.record() == *prev)
+            .map(|t| &t.created)
+            .filter(|c| c.at_ms.saturating_add(spec.window_ms) >= at)
+            .map(|c| WindowStats::between(c, &at_switch));
+        match (sampled, created) {
+            (Some(s), Some(c)) if c.span_ms > s.span_ms => Some(c),
+            (Some(s), _) => Some(s),
+            (None, c) => c,
+        }
     });
     let report = AnalysisReport {
         app: app.to_owned(),
