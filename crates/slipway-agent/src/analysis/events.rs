@@ -68,6 +68,14 @@ pub fn of_verdict(report: &AnalysisReport) -> Vec<Event> {
                      the problem was first seen, and the deployment is recorded as rolled back. \
                      Fix the release and deploy again."
                 ),
+                Some(AnalysisAction::SwitchBackFailed { reason })
+                    if report.previous_release.is_none() =>
+                {
+                    format!(
+                        "There is no previous release to switch back to ({reason}). Release \
+                         {release} still serves traffic: deploy a fix."
+                    )
+                }
                 Some(AnalysisAction::SwitchBackFailed { reason }) => format!(
                     "Switching back to {previous} failed: {reason}. Release {release} still \
                      serves traffic: check the previous release's container, then run \

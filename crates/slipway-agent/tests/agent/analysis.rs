@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,9 +17,10 @@ use serde_json::{Value, json};
 use crate::util::*;
 
 /// An upstream answering its name after `delay_ms`, with a 500 for every
-/// `fail_every`-th request (0: never); `/health` answers 200.
+/// `fail_every`-th request (0: never); `/health` answers `health_status`.
 struct Scripted {
     addr: SocketAddr,
+    health_status: Arc<AtomicU16>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -36,20 +37,24 @@ impl Scripted {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let served = Arc::new(AtomicU64::new(0));
+        let health_status = Arc::new(AtomicU16::new(200));
+        let health = Arc::clone(&health_status);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let served = Arc::clone(&served);
+                let (served, health) = (Arc::clone(&served), Arc::clone(&health));
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let served = Arc::clone(&served);
+                        let (served, health) = (Arc::clone(&served), Arc::clone(&health));
                         async move {
                             if req.uri().path() == "/health" {
-                                return Ok::<_, hyper::Error>(Response::new(Full::new(
-                                    Bytes::from("ok"),
-                                )));
+                                let mut resp = Response::new(Full::new(Bytes::from("health")));
+                                *resp.status_mut() =
+                                    StatusCode::from_u16(health.load(Ordering::SeqCst))
+                                        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                                return Ok::<_, hyper::Error>(resp);
                             }
                             let n = served.fetch_add(1, Ordering::SeqCst) + 1;
                             if delay_ms > 0 {
@@ -68,7 +73,11 @@ impl Scripted {
                 });
             }
         });
-        Scripted { addr, task }
+        Scripted {
+            addr,
+            health_status,
+            task,
+        }
     }
 }
 
@@ -373,4 +382,97 @@ async fn a_stopped_previous_release_is_reported_as_a_failed_switch_back() {
     );
     let (_, errors) = load.finish().await;
     assert_eq!(errors, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_an_upgrade_neither_agent_acts_and_the_successor_switches_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut serving = Agent::start(dir.path(), &[]).await;
+    let good = Scripted::start("r1", 0, 0).await;
+    let bad = Scripted::start("r2", 0, 0).await;
+    assert_eq!(deploy(&serving, "web", good.addr, "r1", &[]).0, 0);
+    record(&serving, "dep_a", "r1", "active");
+    record(&serving, "dep_b", "r2", "in_progress");
+    deploy_analysed(
+        &serving,
+        bad.addr,
+        "r2",
+        "dep_b",
+        json!({"window_ms": 60_000}),
+    );
+
+    // The successor starts beside it: both gates shut until one is left.
+    let socket = dir.path().join("successor.sock");
+    let child = Agent::command(
+        dir.path(),
+        serving.listen,
+        serving.metrics,
+        &socket,
+        &["--take-over".to_owned()],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .expect("spawn successor");
+    let successor = Agent {
+        child,
+        listen: serving.listen,
+        metrics: serving.metrics,
+        socket,
+    };
+    eventually(
+        "the successor beside its predecessor",
+        Duration::from_secs(10),
+        || async {
+            let (code, v) = successor.ctl(&["version"]);
+            (code == 0 && v["result"]["role"] == "taking_over").then_some(())
+        },
+    )
+    .await;
+
+    // Now the new release fails its health check: both agents probe it and
+    // see it (traffic may reach either), neither may act.
+    let load = Load::start(serving.url("/"), 2, 20_000, ok);
+    bad.health_status.store(503, Ordering::SeqCst);
+    for agent in [&serving, &successor] {
+        // Failing for two probes past the 3 that fail it, and still running:
+        // an agent free to act would have switched back at the third.
+        eventually("failing, not acted on", Duration::from_secs(20), || async {
+            let r = report(agent);
+            let failing = r["findings"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|f| f["failing"] == true));
+            let in_a_row = r["health"]["failing_in_a_row"].as_u64().unwrap_or(0);
+            (failing && in_a_row >= 5 && r["state"] == "running").then_some(())
+        })
+        .await;
+    }
+    assert_eq!(active_release(&serving), "r2");
+
+    // The predecessor goes; the successor owns the ledger and acts.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &serving.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    eventually("the predecessor exited", Duration::from_secs(15), || {
+        let exited = serving.child.try_wait().ok().flatten().is_some();
+        async move { exited.then_some(()) }
+    })
+    .await;
+    let r = verdict(&successor, Duration::from_secs(30)).await;
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["action"]["type"], "switched_back", "{r}");
+    assert!(
+        r["resumed_at_ms"].as_array().is_some_and(|a| a.len() == 1),
+        "{r}"
+    );
+    assert_eq!(active_release(&successor), "r1");
+    let reason = r["reason"].as_str().unwrap_or("");
+    assert!(reason.contains("health check"), "{reason}");
+    let b = history_entry(&successor, "dep_b");
+    assert_eq!(b["analysis"]["state"], "failed", "{b}");
+    assert_eq!(b["status"], "rolled_back", "{b}");
+    let (_, errors) = load.finish().await;
+    assert_eq!(errors, 0, "connection errors of the load's clients");
 }
