@@ -6,7 +6,9 @@
 //! Map: [`proxy`] serves traffic through the [`router`]'s table of
 //! [`target`]s; [`health`] gates switches and [`drain`] retires old targets;
 //! [`admin`] answers the CLI (client: [`ctl`]); [`ledger`] persists state;
-//! [`metrics`] and [`internal`] expose it; [`access_log`] records requests.
+//! [`metrics`] and [`internal`] expose it; [`access_log`] records requests;
+//! [`analysis`] watches a new release after its switch and switches back
+//! when it fails.
 //!
 //! Exit codes of `slipway-agent serve`: 0 stopped by SIGTERM/SIGINT after
 //! draining; 1 runtime failure (cannot bind, cannot write the state dir);

@@ -18,6 +18,8 @@ use slipway_core::ledger::TargetRecord;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use slipway_core::analysis::histogram::CounterSnapshot;
+
 use crate::metrics::StatusCounters;
 
 const ACTIVE: u8 = 0;
@@ -45,6 +47,10 @@ pub struct Target {
     /// The release response header's value, built once.
     pub release_header: HeaderValue,
     pub counters: Arc<StatusCounters>,
+    /// Its counters when it was created (before any request): what it
+    /// served since is the difference. A baseline's start when the sampler
+    /// has not sampled it yet.
+    pub created: CounterSnapshot,
     in_flight: AtomicU64,
     state: AtomicU8,
     idle: Notify,
@@ -81,6 +87,7 @@ impl Target {
             release: Arc::from(record.release.as_str()),
             slot: record.slot.as_deref().map(Arc::from),
             release_header,
+            created: counters.snapshot(crate::analysis::sampler::now_ms()),
             counters,
             in_flight: AtomicU64::new(0),
             state: AtomicU8::new(ACTIVE),

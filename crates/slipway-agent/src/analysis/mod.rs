@@ -200,10 +200,25 @@ fn start(agent: &Arc<Agent>, app: &str, spec: AnalysisSpec, switch: &SwitchRepor
             .metrics
             .counters(app, &prev.release, prev.slot.as_deref());
         let at_switch = counters.snapshot(at);
-        agent
+        let sampled = agent
             .analyses
             .samples
-            .baseline(app, &counters, &at_switch, spec.window_ms)
+            .baseline(app, &counters, &at_switch, spec.window_ms);
+        // The replaced target (now draining) counted from zero since it was
+        // created: a start for a baseline younger than the first sample.
+        let created = route
+            .draining
+            .iter()
+            .rev()
+            .find(|t| t.record() == *prev)
+            .map(|t| &t.created)
+            .filter(|c| c.at_ms.saturating_add(spec.window_ms) >= at)
+            .map(|c| WindowStats::between(c, &at_switch));
+        match (sampled, created) {
+            (Some(s), Some(c)) if c.span_ms > s.span_ms => Some(c),
+            (Some(s), _) => Some(s),
+            (None, c) => c,
+        }
     });
     let report = AnalysisReport {
         app: app.to_owned(),
@@ -275,17 +290,7 @@ pub fn resume(agent: &Arc<Agent>) {
             .and_then(|r| r.active.clone())
             .filter(|t| *t.release == report.release);
         let Some(target) = target else {
-            if agent.handover.gate.pass().is_ok() {
-                let live = Live::new(report);
-                watch::finish_with_pass(
-                    agent,
-                    &live,
-                    AnalysisState::Cancelled,
-                    "the release was no longer active when the agent restarted".to_owned(),
-                    None,
-                    None,
-                );
-            }
+            tokio::spawn(cancel_once_owner(Arc::clone(agent), report));
             continue;
         };
         let offset_ms = watch::unix_ms().saturating_sub(report.started_at_unix_ms);
@@ -299,6 +304,41 @@ pub fn resume(agent: &Arc<Agent>) {
             carried,
         };
         launch(agent, Live::new(report), target, start);
+    }
+}
+
+/// End a stored running analysis whose release is no longer active, once
+/// this agent owns the ledger (at once, unless it is taking over) and if
+/// nobody ended it meanwhile.
+async fn cancel_once_owner(agent: Arc<Agent>, report: AnalysisReport) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if agent.handover.stopping() {
+            return;
+        }
+        let Ok(_pass) = agent.handover.gate.pass() else {
+            continue;
+        };
+        let stored = agent
+            .ledger
+            .store
+            .read(|f| f.apps.get(&report.app).and_then(|a| a.analysis.clone()));
+        let still_running = stored.is_some_and(|r| {
+            r.state == AnalysisState::Running && r.spec.deployment_id == report.spec.deployment_id
+        });
+        if still_running && agent.analyses.get(&report.app).is_none() {
+            let live = Live::new(report);
+            watch::finish_with_pass(
+                &agent,
+                &live,
+                AnalysisState::Cancelled,
+                "the release was no longer active when this agent started".to_owned(),
+                None,
+                None,
+            );
+        }
+        return;
     }
 }
 

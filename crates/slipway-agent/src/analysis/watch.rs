@@ -108,7 +108,12 @@ async fn probe_health(
 fn merge_findings(kept: &mut Vec<Finding>, new: Vec<Finding>) {
     for f in new {
         match kept.iter_mut().find(|k| k.kind == f.kind) {
-            Some(k) => *k = f,
+            // The latest figures, dated when first noticed.
+            Some(k) => {
+                let at_ms = k.at_ms;
+                *k = f;
+                k.at_ms = at_ms;
+            }
             None => kept.push(f),
         }
     }

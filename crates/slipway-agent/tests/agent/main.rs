@@ -4,6 +4,7 @@
 mod pebble;
 mod util;
 
+mod analysis;
 mod drain;
 mod isolation;
 mod ledger;
