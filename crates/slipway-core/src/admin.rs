@@ -274,6 +274,15 @@ pub struct NotifyArgs {
     pub event: Event,
 }
 
+/// `analysis_cancel`: end the app's running analysis as `cancelled`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalysisCancelArgs {
+    pub app: String,
+    /// Why, for the report (e.g. "deployment dep_… replaces the slot it
+    /// would switch back to").
+    pub reason: String,
+}
+
 /// One request line on the admin socket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "verb", rename_all = "snake_case")]
@@ -303,6 +312,9 @@ pub enum AdminRequest {
     Certs,
     /// The app's post-deploy analysis: the running one, else the last.
     AnalysisStatus(AppArgs),
+    /// End the app's running analysis (the slot it would switch back to is
+    /// about to be replaced); answers the report as it ended.
+    AnalysisCancel(AnalysisCancelArgs),
     /// Set the app's notification channels.
     NotifyConfigure(NotifyConfigureArgs),
     /// Queue an event for delivery (the JSON line is logged at once).
@@ -330,7 +342,8 @@ impl AdminRequest {
             | Self::CertEnsure(_)
             | Self::CertForget(_)
             | Self::NotifyConfigure(_)
-            | Self::Notify(_) => true,
+            | Self::Notify(_)
+            | Self::AnalysisCancel(_) => true,
             Self::Certs
             | Self::Routes
             | Self::LockStatus(_)

@@ -55,6 +55,7 @@ pub async fn handle(agent: &std::sync::Arc<Agent>, req: AdminRequest) -> AdminRe
             None => Err(no_tls()),
         },
         AdminRequest::AnalysisStatus(a) => crate::analysis::status(agent, &a.app),
+        AdminRequest::AnalysisCancel(a) => crate::analysis::cancel_verb(agent, a),
         AdminRequest::NotifyConfigure(a) => agent.notifier.configure(a),
         AdminRequest::Notify(a) => agent.notifier.queue(&a.app, a.event),
         AdminRequest::NotifyTest(a) => agent.notifier.test(&a.app).await,

@@ -151,6 +151,17 @@ fn cancel(agent: &Agent, app: &str, why: String) {
     }
 }
 
+/// `analysis_cancel`: the CLI is about to replace the slot the analysis
+/// would switch back to (a new deploy starts there), so switching back
+/// would send traffic to a release nobody checked.
+pub fn cancel_verb(
+    agent: &Agent,
+    a: slipway_core::admin::AnalysisCancelArgs,
+) -> Result<AdminResult, AdminError> {
+    cancel(agent, &a.app, a.reason);
+    status(agent, &a.app)
+}
+
 /// `deploy`: the router's health-gated switch; then, after a switch, the
 /// app's running analysis is cancelled and the requested one starts. The
 /// verb answers right after the switch: the analysis runs on its own.

@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use slipway_core::admin::{AdminErrorKind, AdminRequest, AdminResult, DeployArgs, SwitchReport};
+use slipway_core::admin::{
+    AdminErrorKind, AdminRequest, AdminResult, AnalysisCancelArgs, DeployArgs, SwitchReport,
+};
 use slipway_core::analysis::AnalysisSpec;
 use slipway_core::config::schema::DatabaseMode;
 
@@ -47,17 +49,34 @@ pub async fn start(
 ) -> Result<(), StepError> {
     let name = t.names.slot(slot);
     // Never replace the container serving traffic, whatever the caller thinks.
-    if let Some(ledger) = t.ledger().await?
-        && ledger
-            .route
-            .as_ref()
-            .and_then(|r| r.active.as_ref())
-            .is_some_and(|a| a.target == t.slot_target(slot))
+    let ledger = t.ledger().await?;
+    let route = ledger.as_ref().and_then(|l| l.route.as_ref());
+    if route
+        .and_then(|r| r.active.as_ref())
+        .is_some_and(|a| a.target == t.slot_target(slot))
     {
         return Err(
             StepError::new(format!("refusing to replace {name}: it is serving traffic"))
                 .hint("this is a bug in slot selection; run `slipway status` and report it"),
         );
+    }
+    // The slot kept warm for the running analysis' switch-back is about to
+    // hold another release: that analysis must not switch back to it.
+    if route
+        .and_then(|r| r.previous.as_ref())
+        .is_some_and(|p| p.target == t.slot_target(slot))
+        && ledger
+            .as_ref()
+            .and_then(|l| l.analysis.as_ref())
+            .is_some_and(|a| !a.state.is_final())
+    {
+        t.agent_call(AdminRequest::AnalysisCancel(AnalysisCancelArgs {
+            app: t.names.route(),
+            reason: format!(
+                "deployment {deployment_id} replaces {name}, the slot it would switch back to"
+            ),
+        }))
+        .await?;
     }
     let mut labels: HashMap<String, String> = t.names.labels("app");
     labels.insert(LABEL_SLOT.into(), slot.to_string());
