@@ -2,21 +2,14 @@
 
 use slipway_core::admin::{AdminRequest, AdminResult, HistoryListArgs};
 
-use super::{block_on, connect};
+use super::{block_on, connect_deployed};
 use crate::cli::{GlobalArgs, HistoryArgs};
 use crate::exit::{CliError, Exit};
 use crate::output::Printer;
 
 pub fn run(args: &HistoryArgs, global: &GlobalArgs, printer: &Printer) -> Result<(), CliError> {
     block_on(async {
-        let t = connect(global, &args.env, printer).await?;
-        if t.engine.inspect(&t.names.agent()).await.is_none() {
-            return Err(CliError::new(
-                Exit::Failed,
-                format!("nothing deployed to `{}` yet", args.env),
-            )
-            .hint(format!("deploy first: slipway deploy {}", args.env)));
-        }
+        let t = connect_deployed(global, &args.env, printer).await?;
         let result = t
             .agent_call(AdminRequest::HistoryList(HistoryListArgs {
                 app: t.names.route(),

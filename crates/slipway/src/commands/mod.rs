@@ -121,6 +121,24 @@ pub async fn connect(
         .map_err(|e| step_error(crate::exit::Exit::Unavailable, e))
 }
 
+/// [`connect`], refusing an environment whose agent does not exist yet
+/// (nothing was ever deployed there).
+pub async fn connect_deployed(
+    global: &GlobalArgs,
+    env: &str,
+    printer: &Printer,
+) -> Result<crate::pipeline::context::Target, CliError> {
+    let t = connect(global, env, printer).await?;
+    if t.engine.inspect(&t.names.agent()).await.is_none() {
+        return Err(CliError::new(
+            crate::exit::Exit::Failed,
+            format!("nothing deployed to `{env}` yet (no agent runs for it)"),
+        )
+        .hint(format!("deploy first: slipway deploy {env}")));
+    }
+    Ok(t)
+}
+
 pub fn step_error(exit: crate::exit::Exit, e: crate::pipeline::context::StepError) -> CliError {
     let mut err = CliError::new(exit, e.message);
     err.hint = e.hint;

@@ -4,7 +4,7 @@
 use slipway_core::admin::{AdminRequest, AdminResult, AppArgs};
 use slipway_core::notify::DeliveryResult;
 
-use super::{block_on, connect, step_error};
+use super::{block_on, connect_deployed, step_error};
 use crate::cli::{GlobalArgs, NotifyCommand};
 use crate::exit::{CliError, Exit};
 use crate::output::Printer;
@@ -15,16 +15,8 @@ pub fn run(cmd: &NotifyCommand, global: &GlobalArgs, printer: &Printer) -> Resul
         NotifyCommand::Test(a) | NotifyCommand::Status(a) => a.env.as_str(),
     };
     block_on(async {
-        let t = connect(global, env, printer).await?;
-        if t.engine.inspect(&t.names.agent()).await.is_none() {
-            return Err(CliError::new(
-                Exit::Failed,
-                format!(
-                    "no agent runs for `{env}` yet: notifications are sent by the host's agent"
-                ),
-            )
-            .hint(format!("deploy first: slipway deploy {env}")));
-        }
+        // Notifications are sent by the host's agent.
+        let t = connect_deployed(global, env, printer).await?;
         let app = AppArgs {
             app: t.names.route(),
         };

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use slipway_core::analysis::AnalysisState;
 
-use super::{block_on, connect, step_error};
+use super::{block_on, connect_deployed, step_error};
 use crate::cli::{GlobalArgs, WatchArgs};
 use crate::exit::{CliError, Exit};
 use crate::output::Printer;
@@ -14,14 +14,7 @@ use crate::pipeline::{analysis, lock, retire};
 
 pub fn run(args: &WatchArgs, global: &GlobalArgs, printer: &Printer) -> Result<(), CliError> {
     block_on(async {
-        let t = connect(global, &args.env, printer).await?;
-        if t.engine.inspect(&t.names.agent()).await.is_none() {
-            return Err(CliError::new(
-                Exit::Failed,
-                format!("nothing deployed to `{}` yet", args.env),
-            )
-            .hint(format!("deploy first: slipway deploy {}", args.env)));
-        }
+        let t = connect_deployed(global, &args.env, printer).await?;
         let first = analysis::current(&t)
             .await
             .map_err(|e| step_error(Exit::Unavailable, e))?;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use hmac::{KeyInit as _, Mac as _};
 
-use super::harness::App;
+use super::harness::{App, Run};
 use super::load::Load;
 
 #[path = "../common/receiver.rs"]
@@ -111,6 +111,35 @@ fn wait_serving(app: &App, release: &str, within: Duration) -> Duration {
     started.elapsed()
 }
 
+/// Continuous load on the serving release, long enough to be its baseline.
+fn warm_load(app: &App, max_requests: u64, at_least: Duration) -> Load {
+    let load = Load::start(
+        &app.url("/version"),
+        4,
+        max_requests,
+        Duration::from_millis(2),
+    );
+    let warm = Instant::now();
+    while load.ok_so_far() < 300 || warm.elapsed() < at_least {
+        assert!(warm.elapsed() < Duration::from_secs(60), "no load");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    load
+}
+
+/// `slipway deploy` of the next commit with one planted fault and the CLI
+/// staying until the verdict.
+fn deploy_with(app: &App, fault: &str) -> Run {
+    app.slipway(&[
+        "--set",
+        fault,
+        "--set",
+        "deployment.watch_window=60s",
+        "deploy",
+        &app.env,
+    ])
+}
+
 /// Every failure the load saw was an answer from the faulty release, not a
 /// connection error or a timeout.
 fn only_http_500(errors: &[String]) -> usize {
@@ -148,25 +177,13 @@ fn the_host_switches_back_a_release_whose_errors_rise_with_or_without_the_cli() 
     });
     assert_signed(&started);
 
-    let load = Load::start(&app.url("/version"), 4, 400_000, Duration::from_millis(2));
-    let warm = Instant::now();
-    while load.ok_so_far() < 300 || warm.elapsed() < Duration::from_secs(3) {
-        assert!(warm.elapsed() < Duration::from_secs(60), "no load");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let load = warm_load(&app, 400_000, Duration::from_secs(3));
 
     // A release that answers every 4th request with 500 (its /health stays
     // fine): the CLI is there, sees the verdict and says so.
     app.commit_file("NOTES", "b\n", "release b");
     let release_b = app.head();
-    let b = app.slipway(&[
-        "--set",
-        "app.env.EVENTS_SERVER_ERROR_EVERY=4",
-        "--set",
-        "deployment.watch_window=60s",
-        "deploy",
-        &app.env,
-    ]);
+    let b = deploy_with(&app, "app.env.EVENTS_SERVER_ERROR_EVERY=4");
     assert_eq!(b.code, 1, "{}", b.all());
     assert!(b.stderr.contains("failed at step `watch`"), "{}", b.all());
     assert!(b.stderr.contains("5xx"), "{}", b.all());
@@ -194,6 +211,27 @@ fn the_host_switches_back_a_release_whose_errors_rise_with_or_without_the_cli() 
         event_is(r, "deploy.rolled_back", &release_b)
     });
     assert_signed(&back);
+
+    // Every channel can be tried by hand.
+    let test = app.slipway(&["notify", "test", &app.env]);
+    assert_eq!(test.code, 0, "{}", test.all());
+    assert!(test.stdout.contains("delivered"), "{}", test.all());
+    let probe = hooks.wait_for("notify.test", Duration::from_secs(10), |r| {
+        r.json()["type"] == "notify.test"
+    });
+    assert_signed(&probe);
+    let status = app.slipway(&["notify", "status", &app.env]);
+    assert_eq!(status.code, 0, "{}", status.all());
+    assert!(
+        status.stdout.contains("channel  webhook"),
+        "{}",
+        status.all()
+    );
+    assert!(
+        !status.all().contains("canary-path-token"),
+        "{}",
+        status.all()
+    );
 
     // The same release, and the CLI killed with SIGKILL right after the
     // switch: the agent finishes the analysis, switches back and notifies.
@@ -295,22 +333,10 @@ fn a_slower_release_raises_a_latency_alert_with_the_comparison() {
         &app.env,
     ]);
     assert_eq!(first.code, 0, "{}", first.all());
-    let load = Load::start(&app.url("/version"), 4, 200_000, Duration::from_millis(2));
-    let warm = Instant::now();
-    while load.ok_so_far() < 300 || warm.elapsed() < Duration::from_secs(5) {
-        assert!(warm.elapsed() < Duration::from_secs(60), "no load");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let load = warm_load(&app, 200_000, Duration::from_secs(5));
     app.commit_file("NOTES", "slow\n", "slower release");
     let slow = app.head();
-    let b = app.slipway(&[
-        "--set",
-        "app.env.EVENTS_SERVER_DELAY_MS=60",
-        "--set",
-        "deployment.watch_window=60s",
-        "deploy",
-        &app.env,
-    ]);
+    let b = deploy_with(&app, "app.env.EVENTS_SERVER_DELAY_MS=60");
     // on_failure: alert: the deploy stands, and says what it saw.
     assert_eq!(b.code, 0, "{}", b.all());
     assert!(b.stderr.contains("on_failure is `alert`"), "{}", b.all());
@@ -343,6 +369,11 @@ fn a_slower_release_raises_a_latency_alert_with_the_comparison() {
     let status = app.slipway(&["status", &app.env]);
     assert!(status.stdout.contains("analysis"), "{}", status.all());
     assert!(status.stdout.contains("alert only"), "{}", status.all());
+    // `watch` on a finished analysis: its report, and exit 1 for a failure.
+    let watch = app.slipway(&["watch", &app.env]);
+    assert_eq!(watch.code, 1, "{}", watch.all());
+    assert!(watch.stdout.contains("FAILED of"), "{}", watch.all());
+    assert!(watch.stderr.contains("slipway rollback"), "{}", watch.all());
     let (ok, failed, errors) = load.finish();
     eprintln!("load: {ok} ok, {failed} failed");
     assert_eq!(failed, 0, "{errors:?}");

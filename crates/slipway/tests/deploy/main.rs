@@ -108,7 +108,10 @@ fn deploys_migrates_fails_safely_and_rolls_back_with_zero_failed_requests() {
     assert_eq!(analysis["release"], release_b.as_str(), "{analysis:#}");
     assert_eq!(analysis["state"], "cancelled", "{analysis:#}");
     assert!(
-        analysis["reason"].as_str().unwrap_or_default().contains("replaces"),
+        analysis["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("replaces"),
         "{analysis:#}"
     );
     let slots = app.docker(&[
