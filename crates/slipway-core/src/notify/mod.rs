@@ -9,6 +9,11 @@
 //! in a payload: an [`Event`] carries no configuration, and a
 //! [`Credential`] never prints.
 
+pub mod ntfy;
+pub mod payload;
+pub mod redact;
+pub mod retry;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
