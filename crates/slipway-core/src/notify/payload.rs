@@ -149,7 +149,8 @@ fn truncate_chars(text: &str, max: usize) -> String {
     }
 }
 
-pub(crate) fn rfc3339(at: time::OffsetDateTime) -> String {
+/// `at` as RFC 3339 (`2026-12-03T06:00:00Z`), as payloads show times.
+pub fn rfc3339(at: time::OffsetDateTime) -> String {
     at.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }
