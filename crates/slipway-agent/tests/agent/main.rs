@@ -7,6 +7,7 @@ mod util;
 mod drain;
 mod isolation;
 mod ledger;
+mod notify;
 mod routing;
 mod switch;
 mod tls;
