@@ -52,7 +52,9 @@ impl Drop for Receiver {
     }
 }
 
+/// Statuses to answer in order, each with its extra headers.
 type Script = Vec<(u16, Vec<(&'static str, &'static str)>)>;
+type SharedScript = Arc<Mutex<VecDeque<(u16, Vec<(&'static str, &'static str)>)>>>;
 
 impl Receiver {
     async fn start(script: Script) -> Receiver {
@@ -69,7 +71,42 @@ impl Receiver {
         Self::serve(listener, script)
     }
 
+    /// An HTTPS receiver with a certificate for 127.0.0.1 from `ca`.
+    async fn start_tls(ca: &slipway_testkit::pebble::TestCa, script: Script) -> Receiver {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let (chain, key) = ca.leaf(&["127.0.0.1"]);
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("chain");
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        Self::serve_with(
+            listener,
+            script,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        )
+    }
+
     fn serve(listener: tokio::net::TcpListener, script: Script) -> Receiver {
+        Self::serve_with(listener, script, None)
+    }
+
+    fn serve_with(
+        listener: tokio::net::TcpListener,
+        script: Script,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Receiver {
         let addr = listener.local_addr().expect("addr");
         let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let script = Arc::new(Mutex::new(VecDeque::from(script)));
@@ -80,44 +117,17 @@ impl Receiver {
                     let Ok((stream, _)) = listener.accept().await else {
                         continue;
                     };
-                    let (requests, script) = (Arc::clone(&requests), Arc::clone(&script));
+                    let (requests, script, tls) =
+                        (Arc::clone(&requests), Arc::clone(&script), tls.clone());
                     tokio::spawn(async move {
-                        let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                            let (requests, script) = (Arc::clone(&requests), Arc::clone(&script));
-                            async move {
-                                let method = req.method().to_string();
-                                let path = req.uri().path().to_owned();
-                                let headers = req
-                                    .headers()
-                                    .iter()
-                                    .map(|(k, v)| {
-                                        (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())
-                                    })
-                                    .collect();
-                                let body = req.into_body().collect().await?.to_bytes();
-                                requests.lock().expect("requests").push(Recorded {
-                                    method,
-                                    path,
-                                    headers,
-                                    body: String::from_utf8_lossy(&body).into_owned(),
-                                    at: Instant::now(),
-                                });
-                                let (status, extra) = script
-                                    .lock()
-                                    .expect("script")
-                                    .pop_front()
-                                    .unwrap_or((200, vec![]));
-                                let mut resp = Response::new(Full::new(Bytes::from("ok")));
-                                *resp.status_mut() = StatusCode::from_u16(status).expect("status");
-                                for (k, v) in extra {
-                                    resp.headers_mut().insert(k, v.parse().expect("header"));
+                        match tls {
+                            Some(acceptor) => {
+                                if let Ok(stream) = acceptor.accept(stream).await {
+                                    serve_connection(stream, requests, script).await;
                                 }
-                                Ok::<_, hyper::Error>(resp)
                             }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .await;
+                            None => serve_connection(stream, requests, script).await,
+                        }
                     });
                 }
             }
@@ -138,8 +148,53 @@ impl Receiver {
     }
 }
 
+/// Record each request on one connection and answer the next scripted status.
+async fn serve_connection<S>(stream: S, requests: Arc<Mutex<Vec<Recorded>>>, script: SharedScript)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let (requests, script) = (Arc::clone(&requests), Arc::clone(&script));
+        async move {
+            let method = req.method().to_string();
+            let path = req.uri().path().to_owned();
+            let headers = req
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                .collect();
+            let body = req.into_body().collect().await?.to_bytes();
+            requests.lock().expect("requests").push(Recorded {
+                method,
+                path,
+                headers,
+                body: String::from_utf8_lossy(&body).into_owned(),
+                at: Instant::now(),
+            });
+            let (status, extra) = script
+                .lock()
+                .expect("script")
+                .pop_front()
+                .unwrap_or((200, vec![]));
+            let mut resp = Response::new(Full::new(Bytes::from("ok")));
+            *resp.status_mut() = StatusCode::from_u16(status).expect("status");
+            for (k, v) in extra {
+                resp.headers_mut().insert(k, v.parse().expect("header"));
+            }
+            Ok::<_, hyper::Error>(resp)
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), svc)
+        .await;
+}
+
 /// The agent with fast retries, its JSON log kept in `<dir>/agent.log`.
 async fn start_agent(dir: &Path) -> Agent {
+    start_agent_with_env(dir, &[]).await
+}
+
+async fn start_agent_with_env(dir: &Path, env: &[(&str, &Path)]) -> Agent {
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let socket = dir.join("admin.sock");
@@ -153,6 +208,7 @@ async fn start_agent(dir: &Path) -> Agent {
         .map(|s| s.to_string())
         .collect();
     let child = Agent::command(dir, listen, metrics, &socket, &extra)
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -545,4 +601,54 @@ async fn notify_configure_refuses_bad_channels_and_keeps_them_private() {
         mode(&notify_dir.join(format!("channels/{app}.json"))),
         0o600
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_https_receivers_are_verified_against_the_system_ca_bundle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = slipway_testkit::pebble::TestCa::new("notify test CA");
+    let bundle = dir.path().join("ca.pem");
+    std::fs::write(&bundle, &ca.cert_pem).expect("write CA bundle");
+    let receiver = Receiver::start_tls(&ca, vec![]).await;
+    // The platform's bundle is replaced by one holding only the test CA
+    // (`SSL_CERT_FILE`, as OpenSSL reads it), so the certificate is really
+    // verified: an agent without it could not connect.
+    let agent = start_agent_with_env(dir.path(), &[("SSL_CERT_FILE", bundle.as_path())]).await;
+    let app = "events-production";
+    let url = format!("https://{}/hooks/{URL_TOKEN}", receiver.addr);
+    configure(&agent, app, json!({"webhook": webhook(&url)}));
+    let e = event(app, "deploy_succeeded", "info");
+    notify(&agent, app, &e);
+    settled(&agent, app, "delivered").await;
+    let got = receiver.requests();
+    assert_eq!(got.len(), 1);
+    assert!(signature_ok(&got[0]));
+    assert_eq!(
+        status(&agent, app)["channels"][0]["destination"],
+        format!("https://{}", receiver.addr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_an_untrusted_https_receiver_is_retried_with_the_tls_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = slipway_testkit::pebble::TestCa::new("a CA the agent does not trust");
+    let other = slipway_testkit::pebble::TestCa::new("the only CA the agent trusts");
+    let bundle = dir.path().join("ca.pem");
+    std::fs::write(&bundle, &other.cert_pem).expect("write CA bundle");
+    let receiver = Receiver::start_tls(&ca, vec![]).await;
+    let agent = start_agent_with_env(dir.path(), &[("SSL_CERT_FILE", bundle.as_path())]).await;
+    let app = "events-production";
+    let url = format!("https://{}/hooks/{URL_TOKEN}", receiver.addr);
+    configure(&agent, app, json!({"webhook": webhook(&url)}));
+    notify(&agent, app, &event(app, "deploy_succeeded", "info"));
+    let error = eventually("a refused TLS attempt", Duration::from_secs(10), || async {
+        let s = status(&agent, app);
+        let p = &s["pending"][0];
+        (p["outcome"] == "retrying").then(|| p["error"].as_str().unwrap_or("").to_owned())
+    })
+    .await;
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+    assert!(!error.contains(URL_TOKEN), "{error}");
+    assert!(receiver.requests().is_empty());
 }
