@@ -197,7 +197,20 @@ async fn start_agent(dir: &Path) -> Agent {
 async fn start_agent_with_env(dir: &Path, env: &[(&str, &Path)]) -> Agent {
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let socket = dir.join("admin.sock");
+    spawn_agent(dir, listen, metrics, "admin", &[], env).await
+}
+
+/// Spawn the agent with admin socket `<dir>/<name>.sock` and its log in
+/// `<dir>/agent.log`; wait until it answers.
+async fn spawn_agent(
+    dir: &Path,
+    listen: SocketAddr,
+    metrics: SocketAddr,
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &Path)],
+) -> Agent {
+    let socket = dir.join(format!("{name}.sock"));
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -205,6 +218,7 @@ async fn start_agent_with_env(dir: &Path, env: &[(&str, &Path)]) -> Agent {
         .expect("log file");
     let extra: Vec<String> = ["--notify-retry-base-ms", "50", "--log-format", "json"]
         .iter()
+        .chain(args)
         .map(|s| s.to_string())
         .collect();
     let child = Agent::command(dir, listen, metrics, &socket, &extra)
@@ -651,4 +665,57 @@ async fn notify_an_untrusted_https_receiver_is_retried_with_the_tls_error() {
     assert!(error.to_lowercase().contains("certificate"), "{error}");
     assert!(!error.contains(URL_TOKEN), "{error}");
     assert!(receiver.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_an_upgrade_hands_the_outbox_to_the_successor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let url = format!("http://{addr}/hooks/{URL_TOKEN}");
+    let mut serving = start_agent(dir.path()).await;
+    let app = "events-production";
+    configure(&serving, app, json!({"webhook": webhook(&url)}));
+    let e = event(app, "deploy_succeeded", "info");
+    notify(&serving, app, &e);
+    eventually("a failed attempt", Duration::from_secs(10), || async {
+        (status(&serving, app)["pending"][0]["outcome"] == "retrying").then_some(())
+    })
+    .await;
+
+    let successor = spawn_agent(
+        dir.path(),
+        serving.listen,
+        serving.metrics,
+        "successor",
+        &["--take-over"],
+        &[],
+    )
+    .await;
+    // The successor waits for the volume's delivery lock while the old
+    // agent lives (and still delivers).
+    eventually(
+        "the successor waiting to deliver",
+        Duration::from_secs(10),
+        || async {
+            let log = std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default();
+            log.contains("another agent delivers").then_some(())
+        },
+    )
+    .await;
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &serving.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(stopped.success());
+    eventually("the old agent exited", Duration::from_secs(15), || {
+        let exited = serving.child.try_wait().expect("try_wait").is_some();
+        async move { exited.then_some(()) }
+    })
+    .await;
+
+    let receiver = Receiver::start_at(addr, vec![]).await;
+    settled(&successor, app, "delivered").await;
+    let got = receiver.requests();
+    assert_eq!(got.len(), 1, "delivered exactly once: {got:?}");
+    assert_eq!(got[0].headers["webhook-id"], e["id"].as_str().expect("id"));
 }
