@@ -23,6 +23,10 @@ const LOCK_RETRY: Duration = Duration::from_secs(1);
 /// The longest the worker sleeps without looking at the outbox (it also
 /// picks up entries another agent on the volume queued).
 const IDLE_RESCAN: Duration = Duration::from_secs(30);
+/// At most this many attempts at once: a backlog (a receiver back after an
+/// outage) is worked through without opening hundreds of connections. The
+/// end of each attempt wakes the worker for the next one.
+const MAX_IN_FLIGHT: usize = 16;
 
 pub fn unix_ms() -> u64 {
     SystemTime::now()
@@ -79,6 +83,9 @@ pub async fn run(notifier: Arc<Notifier>) {
             let mut busy = in_flight.lock().unwrap_or_else(|p| p.into_inner());
             if busy.contains(&entry.id) {
                 continue;
+            }
+            if busy.len() >= MAX_IN_FLIGHT {
+                break;
             }
             if entry.next_attempt_unix_ms > now {
                 next_due = Some(next_due.map_or(entry.next_attempt_unix_ms, |t| {
