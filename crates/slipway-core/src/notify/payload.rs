@@ -49,16 +49,6 @@ fn placeholder_list() -> String {
         .join(", ")
 }
 
-impl Severity {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Info => "info",
-            Self::Warning => "warning",
-            Self::Critical => "critical",
-        }
-    }
-}
-
 /// The body of `event` in `template`, as sent.
 pub fn webhook_body(template: &WebhookTemplate, event: &Event) -> Result<String, TemplateError> {
     let value = match template {
