@@ -244,7 +244,7 @@ async fn attempt_entry(notifier: &Notifier, mut entry: OutboxEntry) {
     let log_failure = |entry: &OutboxEntry, what: &str| {
         tracing::warn!(app = %entry.app, channel = %entry.channel, destination = %channel.destination(),
             event_id = %entry.event.id, event = entry.event.kind.name(), attempt = entry.attempts,
-            status = ?entry.last_status, error = entry.last_error.as_deref().unwrap_or(""),
+            status = entry.last_status, error = entry.last_error.as_deref().unwrap_or(""),
             "notification delivery failed; {what}");
     };
     match attempt.verdict {

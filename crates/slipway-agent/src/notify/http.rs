@@ -77,7 +77,7 @@ impl Sender {
                 .client
                 .request(request)
                 .await
-                .map_err(|e| error_chain(&e))?;
+                .map_err(|e| describe(&e))?;
             let code = response.status().as_u16();
             let retry_after = response
                 .headers()
@@ -97,11 +97,16 @@ impl Sender {
     }
 }
 
-/// `client error (Connect): tcp connect error: Connection refused`: each
-/// cause once. hyper's and rustls' messages name no URL.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
+/// `cannot connect: tcp connect error: Connection refused`: what failed,
+/// then each cause once (hyper's and rustls' messages name no URL).
+fn describe(e: &hyper_util::client::legacy::Error) -> String {
+    let what = if e.is_connect() {
+        "cannot connect"
+    } else {
+        "the request failed"
+    };
+    let mut text = what.to_owned();
+    let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         let part = s.to_string();
         if !text.contains(&part) {
