@@ -11,9 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What to do when the analysis fails.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnFailure {
     /// Switch back to the previous (still warm) target, record the
