@@ -129,4 +129,13 @@ pub struct ServeArgs {
         default_value_t = 120_000
     )]
     pub take_over_timeout_ms: u64,
+    /// The first notification retry's ceiling (doubling up to 5 min, with
+    /// full jitter). Hidden: for tests that need retries in milliseconds.
+    #[arg(
+        long,
+        env = "SLIPWAY_AGENT_NOTIFY_RETRY_BASE_MS",
+        default_value_t = 1000,
+        hide = true
+    )]
+    pub notify_retry_base_ms: u64,
 }

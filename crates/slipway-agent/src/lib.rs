@@ -264,6 +264,9 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     tokio::spawn(internal::serve(internal, Arc::clone(&agent)));
     tokio::spawn(admin::socket::serve(admin_socket, Arc::clone(&agent)));
+    agent
+        .notifier
+        .start_delivery(Duration::from_millis(args.notify_retry_base_ms));
     let listeners = public;
 
     let stop = CancellationToken::new();

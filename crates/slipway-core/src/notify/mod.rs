@@ -8,6 +8,16 @@
 //! A delivery failure never changes a deploy's result. Secrets never appear
 //! in a payload: an [`Event`] carries no configuration, and a
 //! [`Credential`] never prints.
+//!
+//! The pure parts of delivery live here, so they are tested without a
+//! network: [`payload`] (a webhook's body per template, template checks),
+//! [`ntfy`] (the publish request), [`retry`] (classification, backoff,
+//! `Retry-After`, the budget) and [`redact`] (destinations safe to show).
+
+pub mod ntfy;
+pub mod payload;
+pub mod redact;
+pub mod retry;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -57,6 +67,17 @@ pub enum Severity {
     Info,
     Warning,
     Critical,
+}
+
+impl Severity {
+    /// The name in payloads and templates (`critical`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+        }
+    }
 }
 
 /// One event. `id` is stable: it is the webhook's `webhook-id` on every
