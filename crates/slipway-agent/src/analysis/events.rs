@@ -32,9 +32,19 @@ fn event(
     }
 }
 
+/// `<app>/<env>` as the CLI's events name it: the route is `<app>-<env>`.
+fn subject(report: &AnalysisReport) -> String {
+    let env = &report.spec.environment;
+    match report.app.strip_suffix(&format!("-{env}")) {
+        Some(app) if !app.is_empty() => format!("{app}/{env}"),
+        _ => env.clone(),
+    }
+}
+
 /// The events of a final report (none for a cancelled one).
 pub fn of_verdict(report: &AnalysisReport) -> Vec<Event> {
     let env = &report.spec.environment;
+    let who = subject(report);
     let release = &report.release;
     let previous = report
         .previous_release
@@ -47,14 +57,14 @@ pub fn of_verdict(report: &AnalysisReport) -> Vec<Event> {
             report,
             EventKind::AnalysisPassed,
             Severity::Info,
-            format!("{env}: release {release} passed its post-deploy analysis"),
+            format!("{who}: release {release} passed its post-deploy analysis"),
             format!("{reason}. Nothing to do."),
         )],
         AnalysisState::Inconclusive => vec![event(
             report,
             EventKind::AnalysisInconclusive,
             Severity::Warning,
-            format!("{env}: the analysis of release {release} was inconclusive"),
+            format!("{who}: the analysis of release {release} was inconclusive"),
             format!("{reason}. The release stays live; it was not judged healthy."),
         )],
         AnalysisState::Failed => {
@@ -94,8 +104,8 @@ pub fn of_verdict(report: &AnalysisReport) -> Vec<Event> {
                     _ => continue,
                 };
                 let title = match kind {
-                    EventKind::LatencyRegression => format!("{env}: release {release} is slower"),
-                    _ => format!("{env}: release {release} fails its health check"),
+                    EventKind::LatencyRegression => format!("{who}: release {release} is slower"),
+                    _ => format!("{who}: release {release} fails its health check"),
                 };
                 events.push(event(
                     report,
@@ -109,7 +119,7 @@ pub fn of_verdict(report: &AnalysisReport) -> Vec<Event> {
                 report,
                 EventKind::AnalysisFailed,
                 Severity::Critical,
-                format!("{env}: release {release} failed its post-deploy analysis"),
+                format!("{who}: release {release} failed its post-deploy analysis"),
                 format!("{reason}. {what_now}"),
             ));
             if let Some(AnalysisAction::SwitchedBack { to_release, .. }) = &report.action {
@@ -117,7 +127,7 @@ pub fn of_verdict(report: &AnalysisReport) -> Vec<Event> {
                     report,
                     EventKind::DeployRolledBack,
                     Severity::Critical,
-                    format!("{env}: rolled back from {release} to {to_release} by the analysis"),
+                    format!("{who}: rolled back from {release} to {to_release} by the analysis"),
                     format!("{reason}. {what_now}"),
                 ));
             }

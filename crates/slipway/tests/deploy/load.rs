@@ -19,6 +19,9 @@ struct Tally {
     max_requests: u64,
     ok: AtomicU64,
     failed: AtomicU64,
+    /// Failures that were HTTP answers (a status), not connection errors
+    /// or timeouts.
+    answered: AtomicU64,
     errors: std::sync::Mutex<Vec<String>>,
 }
 
@@ -47,6 +50,7 @@ impl Tally {
                 true
             }
             Ok(Ok(r)) => {
+                self.answered.fetch_add(1, Ordering::Relaxed);
                 self.fail(format!("HTTP {}", r.status()));
                 false
             }
@@ -75,6 +79,7 @@ impl Load {
             max_requests,
             ok: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
             errors: Default::default(),
         });
         let threads = (0..workers)
@@ -174,12 +179,23 @@ impl Load {
         self.tally.ok.load(Ordering::Relaxed)
     }
 
-    /// Stops and returns (ok, failed, first errors).
-    pub fn finish(mut self) -> (u64, u64, Vec<String>) {
+    /// Failed requests so far that got an HTTP answer (not a connection
+    /// error or a timeout).
+    pub fn answered_failures(&self) -> u64 {
+        self.tally.answered.load(Ordering::Relaxed)
+    }
+
+    /// Stops every worker and waits for them (the counts are final after).
+    pub fn stop(&mut self) {
         self.tally.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+
+    /// Stops and returns (ok, failed, first errors).
+    pub fn finish(mut self) -> (u64, u64, Vec<String>) {
+        self.stop();
         let errors = self
             .tally
             .errors
