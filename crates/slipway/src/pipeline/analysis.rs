@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use slipway_core::admin::{AdminRequest, AdminResult, AppArgs};
+use slipway_core::admin::{AdminRequest, AdminResult, AnalysisCancelArgs, AppArgs};
 use slipway_core::analysis::{
     AnalysisAction, AnalysisReport, AnalysisSpec, AnalysisState, WindowStats,
 };
@@ -51,6 +51,16 @@ pub async fn current(t: &Target) -> Result<Option<AnalysisReport>, StepError> {
     }
 }
 
+/// End the app's running analysis (if any) as `cancelled`, with `reason`.
+pub async fn cancel(t: &Target, reason: String) -> Result<(), StepError> {
+    t.agent_call(AdminRequest::AnalysisCancel(AnalysisCancelArgs {
+        app: t.names.route(),
+        reason,
+    }))
+    .await?;
+    Ok(())
+}
+
 /// Follow the analysis of `deployment_id` for up to `stay`, printing a line
 /// when something changed (at most every `every`). Returns the last report
 /// seen; `None` if the agent never had one for this deployment.
@@ -64,21 +74,25 @@ pub async fn follow(
     let end = Instant::now() + stay;
     let mut last_line = String::new();
     let mut last_print = Instant::now() - every;
-    let mut findings_seen = 0;
+    let mut findings_seen = Vec::new();
     let mut report = None;
     loop {
         let now = current(t)
             .await?
             .filter(|r| r.spec.deployment_id == deployment_id);
         if let Some(r) = &now {
-            for f in r.findings.iter().skip(findings_seen) {
-                print(&format!(
-                    "{} {}",
-                    if f.failing { "✗" } else { "·" },
-                    f.message
-                ));
+            // A finding is shown when it first appears and again when it
+            // turns failing (the agent keeps the latest of each kind).
+            for f in &r.findings {
+                if !findings_seen.contains(&(f.kind, f.failing)) {
+                    findings_seen.push((f.kind, f.failing));
+                    print(&format!(
+                        "{} {}",
+                        if f.failing { "✗" } else { "·" },
+                        f.message
+                    ));
+                }
             }
-            findings_seen = r.findings.len();
             let line = progress_line(r);
             if r.state.is_final() || (line != last_line && last_print.elapsed() >= every) {
                 print(&line);

@@ -276,6 +276,30 @@ async fn run(
         Duration::from_secs(60),
     ));
     let ledger = t.ledger().await.map_err(at("lock"))?;
+    // A release still under analysis is superseded by this deploy: its
+    // build and migration load the host (which would skew the figures),
+    // and this release gets its own analysis from its switch.
+    if let Some(running) = ledger
+        .as_ref()
+        .and_then(|l| l.analysis.as_ref())
+        .filter(|a| !a.state.is_final())
+    {
+        analysis::cancel(
+            t,
+            format!(
+                "superseded by deployment {} of {}, which gets its own analysis",
+                state.id, release.id
+            ),
+        )
+        .await
+        .map_err(at("lock"))?;
+        progress.note(&format!(
+            "ended the analysis of {} ({} of {} done): this deploy supersedes it",
+            running.release,
+            analysis::clock(running.elapsed_ms),
+            analysis::clock(running.spec.window_ms)
+        ));
+    }
     let active = Target::active_slot(ledger.as_ref());
     state.previous = ledger
         .as_ref()

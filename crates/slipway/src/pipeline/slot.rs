@@ -6,9 +6,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use slipway_core::admin::{
-    AdminErrorKind, AdminRequest, AdminResult, AnalysisCancelArgs, DeployArgs, SwitchReport,
-};
+use slipway_core::admin::{AdminErrorKind, AdminRequest, AdminResult, DeployArgs, SwitchReport};
 use slipway_core::analysis::AnalysisSpec;
 use slipway_core::config::schema::DatabaseMode;
 
@@ -70,12 +68,10 @@ pub async fn start(
             .and_then(|l| l.analysis.as_ref())
             .is_some_and(|a| !a.state.is_final())
     {
-        t.agent_call(AdminRequest::AnalysisCancel(AnalysisCancelArgs {
-            app: t.names.route(),
-            reason: format!(
-                "deployment {deployment_id} replaces {name}, the slot it would switch back to"
-            ),
-        }))
+        super::analysis::cancel(
+            t,
+            format!("deployment {deployment_id} replaces {name}, the slot it would switch back to"),
+        )
         .await?;
     }
     let mut labels: HashMap<String, String> = t.names.labels("app");

@@ -66,7 +66,13 @@ fn agent_view(app: &App) -> (Value, Value) {
         }
         r.as_object_mut().expect("route").remove("draining");
     }
-    (routes, read(&["state", &route]))
+    let mut state = read(&["state", &route]);
+    // The running analysis' live figures change by the second; it is not
+    // what an upgrade must keep identical (it resumes it, tested apart).
+    if let Some(s) = state["result"]["state"].as_object_mut() {
+        s.remove("analysis");
+    }
+    (routes, state)
 }
 
 #[test]

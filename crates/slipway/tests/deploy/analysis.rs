@@ -345,8 +345,10 @@ fn a_slower_release_raises_a_latency_alert_with_the_comparison() {
     let load = warm_load(&app, 200_000, Duration::from_secs(5));
     app.commit_file("NOTES", "slow\n", "slower release");
     let slow = app.head();
-    let b = deploy_with(&app, "app.env.EVENTS_SERVER_DELAY_MS=60");
-    // on_failure: alert: the deploy stands, and says what it saw.
+    let b = deploy_with(&app, "app.env.EVENTS_SERVER_DELAY_MS=250");
+    // on_failure: alert: the deploy stands, and says what it saw. (20 ms
+    // against 250 ms: on a machine loaded by parallel tests the baseline's
+    // p95 is several times its planted delay.)
     assert_eq!(b.code, 0, "{}", b.all());
     assert!(b.stderr.contains("on_failure is `alert`"), "{}", b.all());
     let finding = b
