@@ -28,7 +28,7 @@ pub fn run(args: &HistoryArgs, global: &GlobalArgs, printer: &Printer) -> Result
             return Ok(());
         }
         printer.line(format!(
-            "{:<32} {:<20} {:<12} {:<13} {:<6} {:<8} {:<22} BY",
+            "{:<32} {:<26} {:<12} {:<13} {:<6} {:<8} {:<22} BY",
             "DEPLOYMENT", "RELEASE", "STATUS", "ANALYSIS", "SLOT", "SECONDS", "AT"
         ));
         for d in deployments {
@@ -44,11 +44,13 @@ pub fn run(args: &HistoryArgs, global: &GlobalArgs, printer: &Printer) -> Result
                 .get("analysis")
                 .and_then(|a| a.get("reason"))
                 .and_then(|s| s.as_str())
-                .filter(|_| analysis != "passed")
+                .filter(|r| {
+                    analysis != "passed" && !d.error.as_deref().is_some_and(|e| e.contains(*r))
+                })
                 .map(|r| format!("\n    analysis: {r}"))
                 .unwrap_or_default();
             printer.line(format!(
-                "{:<32} {:<20} {:<12} {:<13} {:<6} {:<8} {:<22} {}{}{reason}",
+                "{:<32} {:<26} {:<12} {:<13} {:<6} {:<8} {:<22} {}{}{reason}",
                 d.id,
                 d.version,
                 d.status,

@@ -43,11 +43,13 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<(), CliError> {
 
 /// `--config`, or `deploy/config/deployment.yml` found upwards from here.
 pub fn config_path(global: &GlobalArgs) -> Result<PathBuf, CliError> {
-    if let Some(path) = &global.config {
-        return Ok(path.clone());
-    }
     let cwd = std::env::current_dir()
         .map_err(|e| CliError::bad_input(format!("cannot read the current directory: {e}")))?;
+    if let Some(path) = &global.config {
+        // Absolute, so the repository root derived from it is a real
+        // directory (`--config deploy/config/x.yml` would give an empty one).
+        return Ok(cwd.join(path));
+    }
     discover::find_config(&cwd).ok_or_else(|| {
         CliError::bad_input(format!(
             "no {} found in {} or any parent directory",
@@ -143,4 +145,24 @@ pub fn step_error(exit: crate::exit::Exit, e: crate::pipeline::context::StepErro
     let mut err = CliError::new(exit, e.message);
     err.hint = e.hint;
     err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relative_config_flag_gives_a_real_repository_root() {
+        let global = GlobalArgs {
+            config: Some(PathBuf::from("deploy/config/deployment.yml")),
+            json: false,
+            log_format: crate::cli::LogFormat::Human,
+            verbose: 0,
+            overrides: Vec::new(),
+        };
+        let path = config_path(&global).expect("a path");
+        assert!(path.is_absolute(), "{}", path.display());
+        let root = slipway_core::config::load::repository_root(&path);
+        assert_eq!(root, std::env::current_dir().expect("cwd"));
+    }
 }
