@@ -402,33 +402,7 @@ async fn during_an_upgrade_neither_agent_acts_and_the_successor_switches_back() 
     );
 
     // The successor starts beside it: both gates shut until one is left.
-    let socket = dir.path().join("successor.sock");
-    let child = Agent::command(
-        dir.path(),
-        serving.listen,
-        serving.metrics,
-        &socket,
-        &["--take-over".to_owned()],
-    )
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .expect("spawn successor");
-    let successor = Agent {
-        child,
-        listen: serving.listen,
-        metrics: serving.metrics,
-        socket,
-    };
-    eventually(
-        "the successor beside its predecessor",
-        Duration::from_secs(10),
-        || async {
-            let (code, v) = successor.ctl(&["version"]);
-            (code == 0 && v["result"]["role"] == "taking_over").then_some(())
-        },
-    )
-    .await;
+    let successor = take_over(&serving, dir.path(), "successor", &[]).await;
 
     // Now the new release fails its health check: both agents probe it and
     // see it (traffic may reach either), neither may act.

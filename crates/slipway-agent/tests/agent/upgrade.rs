@@ -3,41 +3,12 @@
 //! whoever is left owns everything; a failed take-over leaves the old agent
 //! serving.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::util::*;
-
-/// Start a successor beside `serving`, with its own admin socket.
-async fn take_over(serving: &Agent, dir: &Path, name: &str, extra: &[&str]) -> Agent {
-    let socket = dir.join(format!("{name}.sock"));
-    let mut args = vec!["--take-over".to_string()];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let child = Agent::command(dir, serving.listen, serving.metrics, &socket, &args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn successor");
-    let successor = Agent {
-        child,
-        listen: serving.listen,
-        metrics: serving.metrics,
-        socket,
-    };
-    eventually(
-        "successor beside its predecessor",
-        Duration::from_secs(10),
-        || async {
-            let (code, v) = successor.ctl(&["version"]);
-            (code == 0 && v["result"]["role"] == "taking_over").then_some(())
-        },
-    )
-    .await;
-    successor
-}
 
 fn terminate(agent: &Agent) {
     let status = Command::new("kill")

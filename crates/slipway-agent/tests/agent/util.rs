@@ -427,3 +427,31 @@ impl Load {
         )
     }
 }
+
+/// Start a successor beside `serving`, with its own admin socket.
+pub async fn take_over(serving: &Agent, dir: &Path, name: &str, extra: &[&str]) -> Agent {
+    let socket = dir.join(format!("{name}.sock"));
+    let mut args = vec!["--take-over".to_string()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let child = Agent::command(dir, serving.listen, serving.metrics, &socket, &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn successor");
+    let successor = Agent {
+        child,
+        listen: serving.listen,
+        metrics: serving.metrics,
+        socket,
+    };
+    eventually(
+        "successor beside its predecessor",
+        Duration::from_secs(10),
+        || async {
+            let (code, v) = successor.ctl(&["version"]);
+            (code == 0 && v["result"]["role"] == "taking_over").then_some(())
+        },
+    )
+    .await;
+    successor
+}

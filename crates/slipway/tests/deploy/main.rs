@@ -31,6 +31,9 @@ fn db_psql(app: &App, sql: &str) -> String {
 #[test]
 fn deploys_migrates_fails_safely_and_rolls_back_with_zero_failed_requests() {
     let app = App::new("main");
+    // Long enough that B's analysis is still running when the bad release
+    // is deployed over it, however loaded the machine.
+    app.set("deployment.analysis.window=10m");
 
     // First deploy from nothing.
     let first = app.deploy();
