@@ -31,9 +31,14 @@ fn db_psql(app: &App, sql: &str) -> String {
 #[test]
 fn deploys_migrates_fails_safely_and_rolls_back_with_zero_failed_requests() {
     let app = App::new("main");
-    // Long enough that B's analysis is still running when the bad release
-    // is deployed over it, however loaded the machine.
+    // B's analysis must still be running when the bad release is deployed
+    // over it, however loaded the machine (four such tests on two cores make
+    // latency and health probes noisy): a long window, no latency rule, and
+    // a tolerant health rule. The analysis' own rules are proved in
+    // tests/deploy/analysis.rs and the agent's suite.
     app.set("deployment.analysis.window=10m");
+    app.set("deployment.analysis.p95_factor=1000");
+    app.set("deployment.analysis.health_failures=10");
 
     // First deploy from nothing.
     let first = app.deploy();
@@ -138,13 +143,13 @@ fn deploys_migrates_fails_safely_and_rolls_back_with_zero_failed_requests() {
     // A release that breaks after the switch: the watch sees it and traffic
     // goes back by itself.
     app.commit_file("NOTES", "c\n", "release c");
-    // It turns unhealthy 8 s after it starts: after the switch (which takes
-    // a second or two), inside a 25 s watch window.
+    // It turns unhealthy 8 s after it starts, after the switch; ten failed
+    // probes later the agent switches back, while the CLI still watches.
     let watch = app.slipway(&[
         "--set",
         "app.env.EVENTS_SERVER_FAIL_HEALTH_AFTER=8",
         "--set",
-        "deployment.watch_window=25s",
+        "deployment.watch_window=60s",
         "deploy",
         &app.env,
     ]);
