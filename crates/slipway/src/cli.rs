@@ -87,6 +87,30 @@ pub enum Command {
     /// Database snapshots (verified pg_dump archives): create, list, restore, prune
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(after_help = "Install:\n  \
+bash: slipway completions bash > ~/.local/share/bash-completion/completions/slipway\n  \
+zsh:  slipway completions zsh > ~/.zfunc/_slipway   (with fpath+=~/.zfunc before compinit)\n  \
+fish: slipway completions fish > ~/.config/fish/completions/slipway.fish")]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command with --dir
+    #[command(after_help = "Read it: slipway man | man -l -\n\
+Install: slipway man --dir ~/.local/share/man/man1 (then `man slipway-deploy`)")]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write slipway.1 and a slipway-<command>.1 page for every command into this directory
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

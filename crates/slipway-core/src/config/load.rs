@@ -30,6 +30,19 @@ pub struct LoadOptions {
     pub process_env: BTreeMap<String, String>,
     /// `--set key.path=value` flags.
     pub cli_overrides: Vec<String>,
+    /// Whether the command needs the environment's secrets.
+    pub secrets: SecretsNeed,
+}
+
+/// Whether a command needs `.env.<env>` and the secrets in it. Read-only
+/// commands (status, history, logs...) do not, so a teammate or a CI job
+/// without the secrets can still look.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SecretsNeed {
+    #[default]
+    Required,
+    /// A missing `.env.<env>` or required secret is a warning, not an error.
+    NotNeeded,
 }
 
 /// One environment's configuration, validated and resolved.
@@ -165,7 +178,7 @@ pub fn load(opts: &LoadOptions) -> Result<ResolvedConfig, Problems> {
     // The .env file: permissions, then entries.
     let env_file = env_file_path(&opts.config_path, &opts.environment);
     let env_file_arc = Arc::new(env_file.clone());
-    let dotenv_entries = read_env_file(&env_file, &opts.environment, &mut problems);
+    let dotenv_entries = read_env_file(&env_file, &opts.environment, opts.secrets, &mut problems);
 
     // Secrets literally written into the file (before interpolation).
     let declared_secrets = string_list(shared.get("app").and_then(|a| a.get("secrets")));
@@ -183,6 +196,9 @@ pub fn load(opts: &LoadOptions) -> Result<ResolvedConfig, Problems> {
     if let Some(section) = env_section.as_mut() {
         interpolate_tree(section, &vars, &mut problems);
     }
+    // The shared section's values on their own: one an environment
+    // overrides is still wrong for every environment that does not.
+    let shared_problems = validate::schema_problems(&shared, &json_schema::partial_schema(), false);
 
     // Merge every layer (the one precedence function).
     // `.env` overrides carry their interpolated value (process variables win).
@@ -224,11 +240,13 @@ pub fn load(opts: &LoadOptions) -> Result<ResolvedConfig, Problems> {
         cli: cli_overrides,
     });
 
-    problems.extend(validate::schema_problems(
-        &tree,
-        &json_schema::settings_schema(),
-        false,
-    ));
+    let merged_problems = validate::schema_problems(&tree, &json_schema::settings_schema(), false);
+    problems.extend(
+        merged_problems
+            .into_iter()
+            .filter(|p| !shared_problems.contains(p)),
+    );
+    problems.extend(shared_problems);
     if problems.iter().any(Problem::is_error) {
         return Err(Problems(problems));
     }
@@ -258,18 +276,23 @@ pub fn load(opts: &LoadOptions) -> Result<ResolvedConfig, Problems> {
         .unwrap_or_else(|| Node::new(Value::Map(Vec::new()), Origin::Default));
     let app_env = match resolve::app_environment(&app_env_node, &dotenv_entries, &vars, is_secret) {
         Ok(env) => env,
+        // Without the secrets a read-only command never starts the app, so
+        // its environment may stay unresolved.
+        Err(_) if opts.secrets == SecretsNeed::NotNeeded => BTreeMap::new(),
         Err(ps) => {
             problems.extend(ps);
             BTreeMap::new()
         }
     };
-    check_required_secrets(
-        &secret_names,
-        &app_env,
-        &env_file_arc,
-        &opts.environment,
-        &mut problems,
-    );
+    if opts.secrets == SecretsNeed::Required {
+        check_required_secrets(
+            &secret_names,
+            &app_env,
+            &env_file_arc,
+            &opts.environment,
+            &mut problems,
+        );
+    }
 
     if problems.iter().any(Problem::is_error) {
         return Err(Problems(problems));
@@ -314,7 +337,12 @@ fn split_environments(document: Node) -> (Node, Vec<(raw::Key, Node)>) {
     (Node::new(Value::Map(shared), origin), environments)
 }
 
-fn read_env_file(path: &Path, environment: &str, problems: &mut Vec<Problem>) -> Vec<EnvEntry> {
+fn read_env_file(
+    path: &Path,
+    environment: &str,
+    secrets: SecretsNeed,
+    problems: &mut Vec<Problem>,
+) -> Vec<EnvEntry> {
     let arc = Arc::new(path.to_path_buf());
     let origin = Origin::EnvFile {
         path: arc.clone(),
@@ -325,6 +353,16 @@ fn read_env_file(path: &Path, environment: &str, problems: &mut Vec<Problem>) ->
     let example = path.with_file_name(format!(".env.{environment}.example"));
     let text = match fs_err::read_to_string(path) {
         Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && secrets == SecretsNeed::NotNeeded => {
+            problems.push(Problem::warning(
+                origin,
+                format!(
+                    "no {} here: going on without the environment's secrets (this command only reads)",
+                    path.file_name().unwrap_or_default().to_string_lossy()
+                ),
+            ));
+            return Vec::new();
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             problems.push(
                 Problem::error(origin, format!("the environment file is missing ({})", io_reason(&e))).hint(format!(

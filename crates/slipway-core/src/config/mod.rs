@@ -15,6 +15,6 @@ pub mod schema;
 pub mod secrets;
 pub mod validate;
 
-pub use load::{LoadOptions, ResolvedConfig, load};
+pub use load::{LoadOptions, ResolvedConfig, SecretsNeed, load};
 pub use problem::{Problem, Problems, Severity};
 pub use schema::Settings;

@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 use slipway_core::admin::{AdminRequest, AdminResult, RouteStatus};
+use slipway_core::config::SecretsNeed;
 
 use super::{block_on, connect, step_error};
 use crate::cli::{AgentCommand, AgentUpgradeArgs, GlobalArgs};
@@ -44,7 +45,7 @@ fn uptime(secs: u64) -> String {
 
 fn status(env: &str, global: &GlobalArgs, printer: &Printer) -> Result<(), CliError> {
     block_on(async {
-        let t = connect(global, env, printer).await?;
+        let t = connect(global, env, SecretsNeed::NotNeeded, printer).await?;
         let name = t.names.agent();
         let Some(container) = t.engine.inspect(&name).await else {
             return Err(no_agent(&t));
@@ -221,7 +222,7 @@ fn upgrade(
     printer: &Printer,
 ) -> Result<(), CliError> {
     block_on(async {
-        let t = connect(global, &args.env, printer).await?;
+        let t = connect(global, &args.env, SecretsNeed::Required, printer).await?;
         let Some(container) = t.engine.inspect(&t.names.agent()).await else {
             return Err(no_agent(&t));
         };

@@ -1,5 +1,6 @@
 //! `slipway config validate|show|schema`.
 
+use slipway_core::config::SecretsNeed;
 use std::collections::BTreeMap;
 
 use serde_json::json;
@@ -28,7 +29,7 @@ pub fn run(cmd: &ConfigCommand, global: &GlobalArgs, printer: &Printer) -> Resul
 
 fn validate(env: &str, global: &GlobalArgs, printer: &Printer) -> Result<(), CliError> {
     if !printer.json() {
-        let config = load_config(global, env, printer)?;
+        let config = load_config(global, env, SecretsNeed::Required, printer)?;
         printer.success(&format!(
             "configuration for `{env}` is valid ({} + {})",
             config.config_path.display(),
@@ -36,7 +37,7 @@ fn validate(env: &str, global: &GlobalArgs, printer: &Printer) -> Result<(), Cli
         ));
         return Ok(());
     }
-    match slipway_core::config::load(&load_options(global, env)?) {
+    match slipway_core::config::load(&load_options(global, env, SecretsNeed::Required)?) {
         Ok(config) => {
             printer.json_value(&json!({
                 "valid": true, "environment": env, "errors": [], "warnings": config.warnings,
@@ -58,7 +59,7 @@ fn validate(env: &str, global: &GlobalArgs, printer: &Printer) -> Result<(), Cli
 }
 
 fn show(env: &str, global: &GlobalArgs, printer: &Printer) -> Result<(), CliError> {
-    let config = load_config(global, env, printer)?;
+    let config = load_config(global, env, SecretsNeed::Required, printer)?;
     let secret_values: Vec<&str> = config
         .app_env
         .values()

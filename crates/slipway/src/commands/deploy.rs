@@ -2,6 +2,7 @@
 //! with `--dry-run` the plan only.
 
 use serde_json::json;
+use slipway_core::config::SecretsNeed;
 
 use super::{block_on, connect, step_error};
 use crate::cli::{DeployArgs, GlobalArgs};
@@ -14,7 +15,7 @@ use crate::providers::docker::names::Slot;
 
 pub fn run(args: &DeployArgs, global: &GlobalArgs, printer: &Printer) -> Result<(), CliError> {
     block_on(async {
-        let t = connect(global, &args.env, printer).await?;
+        let t = connect(global, &args.env, SecretsNeed::Required, printer).await?;
         if args.dry_run {
             return dry_run(&t, args, printer).await;
         }

@@ -1,6 +1,7 @@
 //! `slipway history <env>`: deployments, newest first, from the agent's ledger.
 
 use slipway_core::admin::{AdminRequest, AdminResult, HistoryListArgs};
+use slipway_core::config::SecretsNeed;
 
 use super::{block_on, connect_deployed};
 use crate::cli::{GlobalArgs, HistoryArgs};
@@ -9,7 +10,7 @@ use crate::output::Printer;
 
 pub fn run(args: &HistoryArgs, global: &GlobalArgs, printer: &Printer) -> Result<(), CliError> {
     block_on(async {
-        let t = connect_deployed(global, &args.env, printer).await?;
+        let t = connect_deployed(global, &args.env, SecretsNeed::NotNeeded, printer).await?;
         let result = t
             .agent_call(AdminRequest::HistoryList(HistoryListArgs {
                 app: t.names.route(),

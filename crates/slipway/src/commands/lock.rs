@@ -2,6 +2,7 @@
 
 use serde_json::json;
 use slipway_core::admin::{AdminRequest, AdminResult, AppArgs};
+use slipway_core::config::SecretsNeed;
 
 use super::{block_on, connect, step_error};
 use crate::cli::{GlobalArgs, LockCommand};
@@ -15,7 +16,11 @@ pub fn run(cmd: &LockCommand, global: &GlobalArgs, printer: &Printer) -> Result<
         LockCommand::Release { env, .. } => env.clone(),
     };
     block_on(async {
-        let t = connect(global, &env, printer).await?;
+        let secrets = match cmd {
+            LockCommand::Status(_) => SecretsNeed::NotNeeded,
+            LockCommand::Release { .. } => SecretsNeed::Required,
+        };
+        let t = connect(global, &env, secrets, printer).await?;
         if t.engine.inspect(&t.names.agent()).await.is_none() {
             printer.line("lock free (nothing deployed yet)");
             return Ok(());

@@ -6,10 +6,11 @@ use crate::exit::{CliError, Exit};
 use crate::output::Printer;
 use crate::pipeline::context::Target;
 use crate::providers::docker::names::{LABEL_DEPLOYMENT, Slot};
+use slipway_core::config::SecretsNeed;
 
 pub fn run(args: &LogsArgs, global: &GlobalArgs, printer: &Printer) -> Result<(), CliError> {
     block_on(async {
-        let t = connect(global, &args.env, printer).await?;
+        let t = connect(global, &args.env, SecretsNeed::NotNeeded, printer).await?;
         let container = if args.agent {
             t.names.agent()
         } else if let Some(id) = &args.deploy {

@@ -13,6 +13,7 @@
 //! Progress (lock waiting, each file and its duration) goes to stderr. The
 //! database password never appears: URLs are shown redacted.
 
+use slipway_core::config::SecretsNeed;
 use std::io::{BufRead, IsTerminal};
 use std::time::Duration;
 
@@ -108,7 +109,7 @@ async fn execute(
                     .hint("override it for one run with --set database.migration.lock_wait=2m (or statement_timeout, lock_timeout)"));
                 }
             }
-            let t = connect(global, env, printer).await?;
+            let t = connect(global, env, SecretsNeed::Required, printer).await?;
             if target.database_url.is_some() {
                 printer.note(&format!(
                     "note: ignoring --database-url/DATABASE_URL: `{env}`'s configuration names its database"

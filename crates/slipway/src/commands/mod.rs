@@ -2,12 +2,14 @@
 //! command gets its configuration (discovery, process environment, `--set`).
 
 mod agent;
+mod completions;
 mod config;
 mod deploy;
 mod history;
 mod init;
 mod lock;
 mod logs;
+mod man;
 mod migrate;
 mod notify;
 mod rollback;
@@ -17,7 +19,7 @@ mod watch;
 
 use std::path::PathBuf;
 
-use slipway_core::config::{LoadOptions, ResolvedConfig, discover};
+use slipway_core::config::{LoadOptions, ResolvedConfig, SecretsNeed, discover};
 
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::exit::CliError;
@@ -38,6 +40,8 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<(), CliError> {
         Command::Agent(cmd) => agent::run(&cmd, &cli.global, printer),
         Command::Migrate(cmd) => migrate::run(&cmd, &cli.global, printer),
         Command::Snapshot(cmd) => snapshot::run(&cmd, &cli.global, printer),
+        Command::Completions(args) => completions::run(&args),
+        Command::Man(args) => man::run(&args, printer),
     }
 }
 
@@ -61,13 +65,19 @@ pub fn config_path(global: &GlobalArgs) -> Result<PathBuf, CliError> {
 }
 
 /// What to load for `env`: the configuration file, this process's
-/// environment and the `--set` flags.
-pub fn load_options(global: &GlobalArgs, env: &str) -> Result<LoadOptions, CliError> {
+/// environment and the `--set` flags; `.env.<env>` unless the command only
+/// reads (`SecretsNeed::NotNeeded`).
+pub fn load_options(
+    global: &GlobalArgs,
+    env: &str,
+    secrets: SecretsNeed,
+) -> Result<LoadOptions, CliError> {
     Ok(LoadOptions {
         config_path: config_path(global)?,
         environment: env.to_string(),
         process_env: std::env::vars().collect(),
         cli_overrides: global.overrides.clone(),
+        secrets,
     })
 }
 
@@ -76,9 +86,10 @@ pub fn load_options(global: &GlobalArgs, env: &str) -> Result<LoadOptions, CliEr
 pub fn load_config(
     global: &GlobalArgs,
     env: &str,
+    secrets: SecretsNeed,
     printer: &Printer,
 ) -> Result<ResolvedConfig, CliError> {
-    match slipway_core::config::load(&load_options(global, env)?) {
+    match slipway_core::config::load(&load_options(global, env, secrets)?) {
         Ok(config) => {
             config.warnings.iter().for_each(|w| printer.problem(w));
             Ok(config)
@@ -115,9 +126,10 @@ pub fn block_on<T>(
 pub async fn connect(
     global: &GlobalArgs,
     env: &str,
+    secrets: SecretsNeed,
     printer: &Printer,
 ) -> Result<crate::pipeline::context::Target, CliError> {
-    let config = load_config(global, env, printer)?;
+    let config = load_config(global, env, secrets, printer)?;
     crate::pipeline::context::Target::connect(config)
         .await
         .map_err(|e| step_error(crate::exit::Exit::Unavailable, e))
@@ -128,9 +140,10 @@ pub async fn connect(
 pub async fn connect_deployed(
     global: &GlobalArgs,
     env: &str,
+    secrets: SecretsNeed,
     printer: &Printer,
 ) -> Result<crate::pipeline::context::Target, CliError> {
-    let t = connect(global, env, printer).await?;
+    let t = connect(global, env, secrets, printer).await?;
     if t.engine.inspect(&t.names.agent()).await.is_none() {
         return Err(CliError::new(
             crate::exit::Exit::Failed,

@@ -2,6 +2,7 @@
 //! host's agent has queued and delivered.
 
 use slipway_core::admin::{AdminRequest, AdminResult, AppArgs};
+use slipway_core::config::SecretsNeed;
 use slipway_core::notify::DeliveryResult;
 
 use super::{block_on, connect_deployed, step_error};
@@ -16,7 +17,12 @@ pub fn run(cmd: &NotifyCommand, global: &GlobalArgs, printer: &Printer) -> Resul
     };
     block_on(async {
         // Notifications are sent by the host's agent.
-        let t = connect_deployed(global, env, printer).await?;
+        let secrets = match cmd {
+            // The test sends with the channels' secrets as they are now.
+            NotifyCommand::Test(_) => SecretsNeed::Required,
+            NotifyCommand::Status(_) => SecretsNeed::NotNeeded,
+        };
+        let t = connect_deployed(global, env, secrets, printer).await?;
         let app = AppArgs {
             app: t.names.route(),
         };

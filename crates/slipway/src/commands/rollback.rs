@@ -6,10 +6,11 @@ use crate::exit::{CliError, Exit};
 use crate::output::Printer;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::rollback::{self, RollbackError};
+use slipway_core::config::SecretsNeed;
 
 pub fn run(args: &RollbackArgs, global: &GlobalArgs, printer: &Printer) -> Result<(), CliError> {
     block_on(async {
-        let t = connect(global, &args.env, printer).await?;
+        let t = connect(global, &args.env, SecretsNeed::Required, printer).await?;
         let mut progress = Progress::new(printer);
         match rollback::rollback(&t, args.to.as_deref(), args.yes, &mut progress).await {
             Ok(report) => {

@@ -10,6 +10,7 @@
 //! `--yes`) naming whose data replaces whose, and reports the schema version
 //! the database is at afterwards.
 
+use slipway_core::config::SecretsNeed;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -41,7 +42,7 @@ pub fn run(cmd: &SnapshotCommand, global: &GlobalArgs, printer: &Printer) -> Res
 
 fn create(env: &str, reason: &str, global: &GlobalArgs, printer: &Printer) -> Result<(), CliError> {
     block_on(async {
-        let t = connect(global, env, printer).await?;
+        let t = connect(global, env, SecretsNeed::Required, printer).await?;
         let ctx = TaskContext {
             engine: &t.engine,
             names: &t.names,
@@ -68,7 +69,7 @@ fn create(env: &str, reason: &str, global: &GlobalArgs, printer: &Printer) -> Re
 }
 
 fn list(env: &str, all: bool, global: &GlobalArgs, printer: &Printer) -> Result<(), CliError> {
-    let config = load_config(global, env, printer)?;
+    let config = load_config(global, env, SecretsNeed::NotNeeded, printer)?;
     let (root, owner) = tasks::snapshot_owner(&config)?;
     let listing_failed = |e: snapshot::SnapshotError| {
         CliError::new(
@@ -163,7 +164,7 @@ fn restore(
     } else {
         (args.env.as_str(), args.snapshot.as_str())
     };
-    let config = load_config(global, env, printer)?;
+    let config = load_config(global, env, SecretsNeed::Required, printer)?;
     let (root, target) = tasks::snapshot_owner(&config)?;
     let source = Owner::new(
         args.from_app.as_deref().unwrap_or(&target.app),
@@ -265,7 +266,7 @@ fn restore_question(
 }
 
 fn prune(env: &str, global: &GlobalArgs, printer: &Printer) -> Result<(), CliError> {
-    let config = load_config(global, env, printer)?;
+    let config = load_config(global, env, SecretsNeed::Required, printer)?;
     let (root, owner) = tasks::snapshot_owner(&config)?;
     let dir = owner.dir(&root);
     let days = u64::from(config.settings.database.snapshots.retention_days.max(1));

@@ -4,6 +4,7 @@
 //! first, like `deploy` does.
 
 use serde_json::{Value, json};
+use slipway_core::config::SecretsNeed;
 
 use super::{block_on, connect, step_error};
 use crate::exit::{CliError, Exit};
@@ -14,7 +15,7 @@ use crate::tasks::StillRunning;
 
 pub fn run(env: &str, global: &crate::cli::GlobalArgs, printer: &Printer) -> Result<(), CliError> {
     block_on(async {
-        let t = connect(global, env, printer).await?;
+        let t = connect(global, env, SecretsNeed::NotNeeded, printer).await?;
         recover::recover(&t, StillRunning::Report, &|note: &str| {
             printer.note(&format!("repair: {note}"))
         })

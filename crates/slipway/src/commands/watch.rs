@@ -1,6 +1,7 @@
 //! `slipway watch <env>`: the host's post-deploy analysis, live, to its
 //! verdict; then the old slot, kept warm for a switch-back, is stopped.
 
+use slipway_core::config::SecretsNeed;
 use std::time::Duration;
 
 use slipway_core::analysis::AnalysisState;
@@ -14,7 +15,7 @@ use crate::pipeline::{analysis, lock, retire};
 
 pub fn run(args: &WatchArgs, global: &GlobalArgs, printer: &Printer) -> Result<(), CliError> {
     block_on(async {
-        let t = connect_deployed(global, &args.env, printer).await?;
+        let t = connect_deployed(global, &args.env, SecretsNeed::NotNeeded, printer).await?;
         let first = analysis::current(&t)
             .await
             .map_err(|e| step_error(Exit::Unavailable, e))?;

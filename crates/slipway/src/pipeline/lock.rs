@@ -11,7 +11,7 @@ use slipway_core::admin::{
 use slipway_core::ledger::Lock;
 
 use super::context::{StepError, Target};
-use super::release::{deployer, hostname};
+use crate::owner::hostname;
 use crate::providers::docker::AgentError;
 
 pub struct Held {
@@ -43,7 +43,7 @@ pub async fn acquire(t: &Target, deployment_id: &str) -> Result<Held, StepError>
     let request = || {
         AdminRequest::LockAcquire(LockAcquireArgs {
             app: t.names.route(),
-            locked_by: deployer(),
+            locked_by: crate::identity::deployer(&t.config.root),
             hostname: hostname(),
             pid: std::process::id(),
             deployment_id: deployment_id.to_string(),

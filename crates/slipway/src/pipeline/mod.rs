@@ -225,8 +225,12 @@ async fn run(
         s,
         true,
         format!(
-            "engine {} (API {}), release {} ({})",
-            t.engine.server_version, t.engine.api_version, release.id, release.version
+            "engine {} (API {}) at {}, release {} ({})",
+            t.engine.server_version,
+            t.engine.api_version,
+            t.engine.host,
+            release.id,
+            release.version
         ),
     );
 

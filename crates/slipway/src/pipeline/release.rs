@@ -66,7 +66,7 @@ pub fn resolve(root: &Path, git_ref: Option<&str>) -> Result<Release, ReleaseErr
     let short = &commit[..12.min(commit.len())];
     let version = git(root, &["describe", "--tags", "--always", &commit])
         .unwrap_or_else(|_| short.to_string());
-    let deployer = deployer();
+    let deployer = crate::identity::deployer(root);
     let build_date = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
@@ -155,17 +155,3 @@ impl Release {
         }
     }
 }
-
-/// Who deploys: `user@host`, from the environment.
-pub fn deployer() -> String {
-    let user = std::env::var("SLIPWAY_DEPLOYER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into());
-    if user.contains('@') {
-        user
-    } else {
-        format!("{user}@{}", hostname())
-    }
-}
-
-pub use crate::owner::hostname;

@@ -158,7 +158,7 @@ pub async fn rollback(
                 &commit,
                 &version,
                 "rollback",
-                super::release::deployer(),
+                crate::identity::deployer(&t.config.root),
             );
             let mut d = record::deployment(
                 &id,

@@ -551,3 +551,160 @@ fn canary_secret_never_appears_in_any_output() {
         assert!(!run.all().contains(CANARY), "canary leaked:\n{}", run.all());
     }
 }
+
+#[test]
+fn a_wrong_shared_value_is_reported_even_where_an_environment_overrides_it() {
+    let dir = initialised_repo();
+    // Production sets its own public_port; the shared one is still wrong
+    // for every environment that does not, and reported for each.
+    edit_config(dir.path(), "  public_port: 8080", "  public_port: eighty");
+    let cfg = config_file(dir.path()).display().to_string();
+    for env in ENVS {
+        let run = slipway(dir.path(), &["config", "validate", env], &[]);
+        assert_eq!(run.code, 2, "{env}: {}", run.all());
+        assert!(
+            run.stderr.contains(&format!(
+                "{cfg}:49:16: error: `deployment.public_port` has the wrong type"
+            )),
+            "{env}: {}",
+            run.stderr
+        );
+        // Once, not twice, where the shared value is also the merged one.
+        assert_eq!(
+            run.stderr
+                .matches("`deployment.public_port` has the wrong type")
+                .count(),
+            1,
+            "{env}: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn read_only_commands_need_no_secrets_file_and_name_the_engine_they_tried() {
+    let dir = initialised_repo();
+    fs::remove_file(
+        dir.path()
+            .join("deploy/config/environments/.env.production"),
+    )
+    .unwrap();
+    let socket = dir.path().join("no-engine-here.sock");
+    let docker_host = format!("unix://{}", socket.display());
+    let env = [("DOCKER_HOST", docker_host.as_str())];
+    for args in [
+        &["status", "production"][..],
+        &["history", "production"],
+        &["logs", "production"],
+        &["lock", "status", "production"],
+        &["agent", "status", "production"],
+    ] {
+        let run = slipway(dir.path(), args, &env);
+        // Past the configuration (exit 2) to the engine (exit 4), which is
+        // the one DOCKER_HOST names, in the message and in the hint.
+        assert_eq!(run.code, 4, "{args:?}: {}", run.all());
+        assert!(
+            run.stderr
+                .contains("going on without the environment's secrets"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr
+                .contains("error: the environment file is missing"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr
+                .contains(&format!("cannot reach the Docker Engine at {docker_host}")),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains(&format!("ls -l {}", socket.display())),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains("/var/run/docker.sock"),
+            "{}",
+            run.stderr
+        );
+    }
+    // Snapshots are listed from this machine's disk: no engine at all.
+    let run = slipway(dir.path(), &["snapshot", "list", "production"], &env);
+    assert_eq!(run.code, 0, "{}", run.all());
+    // What changes something still needs the secrets, and says how to get them.
+    for args in [
+        &["deploy", "production", "--dry-run"][..],
+        &["migrate", "status", "production"],
+    ] {
+        let run = slipway(dir.path(), args, &env);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.all());
+        assert!(
+            run.stderr
+                .contains(".env.production:1:1: error: the environment file is missing"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn completions_and_manual_pages_come_from_the_command_line_definition() {
+    let dir = tempfile::tempdir().unwrap();
+    let bash = slipway(dir.path(), &["completions", "bash"], &[]);
+    assert_eq!(bash.code, 0, "{}", bash.all());
+    assert!(
+        bash.stdout.contains("complete -F _slipway"),
+        "{}",
+        bash.stdout
+    );
+    assert!(bash.stdout.contains("--skip-migrations"), "{}", bash.stdout);
+    let zsh = slipway(dir.path(), &["completions", "zsh"], &[]);
+    assert!(zsh.stdout.starts_with("#compdef slipway"), "{}", zsh.stdout);
+    let fish = slipway(dir.path(), &["completions", "fish"], &[]);
+    assert!(
+        fish.stdout.contains("complete -c slipway"),
+        "{}",
+        fish.stdout
+    );
+    let bad = slipway(dir.path(), &["completions", "tcsh"], &[]);
+    assert_eq!(bad.code, 2, "{}", bad.all());
+
+    let page = slipway(dir.path(), &["man"], &[]);
+    assert_eq!(page.code, 0, "{}", page.all());
+    assert!(page.stdout.contains(".TH slipway 1"), "{}", page.stdout);
+    let man_dir = dir.path().join("man1");
+    let run = slipway(
+        dir.path(),
+        &["man", "--dir", man_dir.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.all());
+    let restore = fs::read_to_string(man_dir.join("slipway-snapshot-restore.1")).unwrap();
+    assert!(
+        restore.contains(".TH slipway-snapshot-restore 1"),
+        "{restore}"
+    );
+    assert!(restore.contains("from\\-environment"), "{restore}");
+    // One page per command: every subcommand `--help` lists has its page.
+    let help = slipway(dir.path(), &["--help"], &[]);
+    let commands: Vec<&str> = help
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() > 10, "{commands:?}");
+    for c in commands {
+        assert!(
+            man_dir.join(format!("slipway-{c}.1")).is_file(),
+            "no page for {c}"
+        );
+    }
+}

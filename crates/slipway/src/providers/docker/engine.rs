@@ -43,13 +43,21 @@ impl EngineError {
                 "check that `ssh {} docker version` works without a prompt (a non-standard port belongs in a ~/.ssh/config alias)",
                 host.trim_start_matches("ssh://")
             ),
-            EngineError::Unreachable { .. } => {
-                "start Docker (systemctl start docker) or set providers.docker.host; check you may use /var/run/docker.sock".into()
+            EngineError::Unreachable { host, .. } => match host.strip_prefix("unix://") {
+                Some(socket) => format!(
+                    "start Docker (systemctl start docker), or point providers.docker.host (or DOCKER_HOST) at your engine; check that you may use {socket} (`ls -l {socket}`; members of the docker group may)"
+                ),
+                None => "check that the engine listens there, or set providers.docker.host".into(),
+            },
+            EngineError::Operation { .. } => {
+                "see the engine's message above; `docker ps -a` and `docker logs` show more".into()
             }
-            EngineError::Operation { .. } => "see the engine's message above; `docker ps -a` and `docker logs` show more".into(),
         }
     }
 }
+
+/// The engine's address when neither the configuration nor DOCKER_HOST names one.
+pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
 pub struct Engine {
     docker: Docker,
@@ -172,13 +180,22 @@ impl Engine {
     /// hands `host:2222` to ssh as a host name, so it could never connect;
     /// use a `Host` alias with `Port` instead.
     pub async fn connect(host: Option<&str>) -> Result<Self, EngineError> {
-        let display = host.unwrap_or("unix:///var/run/docker.sock").to_string();
+        // providers.docker.host, else DOCKER_HOST as the docker CLI reads
+        // it (any scheme: bollard's local defaults would honour only
+        // unix://), else the default socket. The address used is the one
+        // every message names.
+        let from_env = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| !h.trim().is_empty());
+        let host = host.map(str::to_string).or(from_env);
+        let host = host.as_deref();
+        let display = host.unwrap_or(DEFAULT_HOST).to_string();
         let unreachable = |e: &dyn std::error::Error| EngineError::Unreachable {
             host: display.clone(),
             reason: error_chain(e),
         };
         let docker = match host {
-            None => Docker::connect_with_local_defaults(),
+            None => Docker::connect_with_unix(DEFAULT_HOST, 120, bollard::API_DEFAULT_VERSION),
             Some(h) if h.starts_with("ssh://") => {
                 check_ssh_destination(h)?;
                 let identity = std::env::var("SLIPWAY_SSH_IDENTITY")
