@@ -87,6 +87,28 @@ pub enum Command {
     /// Database snapshots (verified pg_dump archives): create, list, restore, prune
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Run a one-off command in the serving release's image, with its environment and secrets
+    #[command(after_help = "Examples:\n  \
+slipway exec production -- events-server admin reindex\n  \
+slipway exec staging -- sh            (an interactive shell, if the image has one)\n\
+The command runs in a new container (removed afterwards) from the image of the release that \
+serves now, on the environment's network, with the app's environment; the first word replaces \
+the image's entrypoint. Interactive when stdin and stdout are terminals.\n\
+Exit codes: the command's own; 1, 2, 4 as for every command when it could not start.")]
+    Exec(ExecArgs),
+    /// The environment's database: an interactive psql, or its URL for tools
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Remove everything the environment runs on the host (keeps the database and snapshots)
+    #[command(
+        after_help = "Removes the app's slots, the agent and its edge, one-off task \
+containers, the agent's state (lock, history, notification queue), the network and the \
+database container. Keeps the database volume and the snapshots, so the next \
+`slipway deploy` finds the data again, unless --delete-data. Images are kept (the app's \
+other environments may use them). Refuses while a deploy holds the lock.\n\
+Exit codes: 0 removed; 1 failed; 2 bad input; 3 lock held or not confirmed; 4 engine unreachable."
+    )]
+    Destroy(DestroyArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(after_help = "Install:\n  \
 bash: slipway completions bash > ~/.local/share/bash-completion/completions/slipway\n  \
@@ -97,6 +119,57 @@ fish: slipway completions fish > ~/.config/fish/completions/slipway.fish")]
     #[command(after_help = "Read it: slipway man | man -l -\n\
 Install: slipway man --dir ~/.local/share/man/man1 (then `man slipway-deploy`)")]
     Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Environment name (e.g. production)
+    pub env: String,
+    /// The command and its arguments, after `--`
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// psql into the environment's database (next to it, so versions match)
+    #[command(after_help = "Examples:\n  \
+slipway db shell production\n  \
+slipway db shell production -- -c 'select count(*) from events'\n  \
+slipway db shell staging < fix.sql")]
+    Shell(DbShellArgs),
+    /// Print the database URL (password redacted unless --show-password)
+    Url(DbUrlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DbShellArgs {
+    /// Environment name (e.g. production)
+    pub env: String,
+    /// More psql arguments, after `--`
+    #[arg(last = true, value_name = "PSQL_ARGS")]
+    pub psql_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DbUrlArgs {
+    /// Environment name (e.g. production)
+    pub env: String,
+    /// Print the real password (for a tool that needs it; keep it out of shell history and logs)
+    #[arg(long)]
+    pub show_password: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// Environment name (e.g. staging)
+    pub env: String,
+    /// Also delete the database volume and this environment's snapshots (cannot be undone)
+    #[arg(long)]
+    pub delete_data: bool,
+    /// Do not ask to type the environment's name (required when stdin is not a terminal)
+    #[arg(long, short)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

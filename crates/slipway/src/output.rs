@@ -9,20 +9,31 @@ use slipway_core::config::{Problem, Severity};
 use crate::cli::{GlobalArgs, LogFormat};
 use crate::exit::CliError;
 
+/// Whether slow steps show their live output: stderr is a terminal, or
+/// `SLIPWAY_LIVE` is set (a CI log that wants it anyway).
+pub fn live_output() -> bool {
+    std::io::stderr().is_terminal()
+        || std::env::var_os("SLIPWAY_LIVE").is_some_and(|v| !v.is_empty())
+}
+
 pub struct Printer {
     json: bool,
     color: bool,
+    /// stderr is a terminal: slow steps show their live output there.
+    live: bool,
     /// `--log-format json`: events are also printed as JSON lines.
     log_json: bool,
 }
 
 impl Printer {
     pub fn new(args: &GlobalArgs) -> Self {
+        let live = live_output();
         let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
             && std::io::stderr().is_terminal();
         Self {
             json: args.json,
             color,
+            live,
             log_json: args.log_format == LogFormat::Json,
         }
     }
@@ -49,6 +60,15 @@ impl Printer {
     /// Progress and notes for the operator (stderr), also in `--json` mode.
     pub fn note(&self, text: &str) {
         let _ = writeln!(std::io::stderr().lock(), "{text}");
+    }
+
+    /// A line of a slow step's own output (a build's), indented under the
+    /// step, on stderr; nothing when not [`live`](Self::live).
+    pub fn live_line(&self, text: &str) {
+        if self.live {
+            let bar = self.paint("│", "2");
+            self.note(&format!("    {bar} {text}"));
+        }
     }
 
     /// A success line (stderr when the result goes to stdout as JSON).

@@ -238,9 +238,13 @@ async fn dump_to(
         .ok_or_else(|| std::io::Error::other("no stdout pipe"))
         .and_then(|s| s.into_owned_fd())
         .map_err(io("reading pg_dump's output"))?;
-    let copied = tokio::task::spawn_blocking(move || copy_hashing(stdout, file))
-        .await
-        .unwrap_or_else(|e| Err(("copying the dump", std::io::Error::other(e))));
+    // The blocking thread reports through this task's subscriber.
+    let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+    let copied = tokio::task::spawn_blocking(move || {
+        tracing::dispatcher::with_default(&dispatch, || copy_hashing(stdout, file))
+    })
+    .await
+    .unwrap_or_else(|e| Err(("copying the dump", std::io::Error::other(e))));
     // The copy has closed its end of the pipe, so a pg_dump still writing
     // (we stopped on a disk error) got EPIPE and finish() does not wait
     // forever. The tool's own failure explains more than a broken pipe, so
@@ -263,6 +267,7 @@ fn copy_hashing(
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut size: u64 = 0;
+    let mut rate = super::rate::Rate::new("dumped");
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) => break,
@@ -274,6 +279,7 @@ fn copy_hashing(
         to.write_all(&buf[..n])
             .map_err(|e| ("writing the dump file", e))?;
         size += n as u64;
+        rate.add(n);
     }
     to.sync_all().map_err(|e| ("syncing the dump file", e))?;
     Ok((size, hex::encode(hasher.finalize())))
@@ -285,7 +291,7 @@ async fn verify(site: &DumpSite, conn: &PgConn, path: &Path) -> Result<usize, Sn
     let mut child = spawn(site.command(conn, "pg_restore", &["--list"], true))?;
     let stderr = collect_stderr(&mut child);
     let stdin = child.stdin.take();
-    let feeder = tokio::spawn(feed_file(path.to_path_buf(), stdin));
+    let feeder = tokio::spawn(feed_file(path.to_path_buf(), stdin, None));
     let mut listing = Vec::new();
     if let Some(mut out) = child.stdout.take() {
         // The listing is one line per object: small even for big databases.
@@ -324,6 +330,7 @@ async fn verify(site: &DumpSite, conn: &PgConn, path: &Path) -> Result<usize, Sn
 pub async fn feed_file(
     path: PathBuf,
     stdin: Option<tokio::process::ChildStdin>,
+    mut rate: Option<super::rate::Rate>,
 ) -> std::io::Result<()> {
     let Some(mut stdin) = stdin else {
         return Ok(());
@@ -336,7 +343,11 @@ pub async fn feed_file(
             break;
         }
         match stdin.write_all(&buf[..n]).await {
-            Ok(()) => {}
+            Ok(()) => {
+                if let Some(r) = rate.as_mut() {
+                    r.add(n);
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
             Err(e) => return Err(e),
         }
@@ -435,7 +446,7 @@ mod tests {
             .spawn()
             .expect("spawn head");
         let stdin = child.stdin.take();
-        feed_file(path, stdin)
+        feed_file(path, stdin, None)
             .await
             .expect("early close is not an error");
         assert!(child.wait().await.expect("wait").success());

@@ -240,7 +240,13 @@ async fn run_fed(
     let mut child = spawn(cmd)?;
     let stderr = collect_stderr(&mut child);
     let stdin = child.stdin.take();
-    let feeder = tokio::spawn(feed_file(dump.to_path_buf(), stdin));
+    let feeder = tokio::spawn(
+        tracing::instrument::WithSubscriber::with_current_subscriber(feed_file(
+            dump.to_path_buf(),
+            stdin,
+            Some(super::rate::Rate::new("restored")),
+        )),
+    );
     // pg_restore -d writes nothing to stdout; drain it anyway so it can
     // never block on a full pipe.
     let stdout = child.stdout.take();

@@ -267,7 +267,7 @@ impl PgConn {
 
     /// The libpq variables; values stay [`Secret`] until they reach the
     /// child's environment.
-    fn env(&self) -> Vec<(&'static str, Secret)> {
+    pub fn env(&self) -> Vec<(&'static str, Secret)> {
         let mut env = vec![
             ("PGHOST", Secret::new(self.host.clone())),
             ("PGPORT", Secret::new(self.port.clone())),

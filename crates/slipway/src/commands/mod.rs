@@ -4,7 +4,10 @@
 mod agent;
 mod completions;
 mod config;
+mod db;
 mod deploy;
+mod destroy;
+mod exec;
 mod history;
 mod init;
 mod lock;
@@ -40,6 +43,9 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<(), CliError> {
         Command::Agent(cmd) => agent::run(&cmd, &cli.global, printer),
         Command::Migrate(cmd) => migrate::run(&cmd, &cli.global, printer),
         Command::Snapshot(cmd) => snapshot::run(&cmd, &cli.global, printer),
+        Command::Exec(args) => exec::run(&args, &cli.global, printer),
+        Command::Db(cmd) => db::run(&cmd, &cli.global, printer),
+        Command::Destroy(args) => destroy::run(&args, &cli.global, printer),
         Command::Completions(args) => completions::run(&args),
         Command::Man(args) => man::run(&args, printer),
     }

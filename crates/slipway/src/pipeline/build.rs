@@ -40,28 +40,26 @@ pub async fn image(
     ];
     if let Some(command) = &build.command {
         progress.note(&format!("running the build command: {command}"));
-        let out = tokio::process::Command::new("sh")
+        let mut child = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(command)
             .current_dir(&release.source_root)
             .envs(env_vars.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
-            .output()
-            .await
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
             .map_err(|e| StepError::new(format!("cannot run the build command: {e}")))?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let tail: Vec<&str> = stderr
-                .lines()
-                .rev()
-                .take(15)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
+        let printer = progress.printer();
+        let tail = stream_lines(&mut child, &|line| printer.live_line(line)).await;
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| StepError::new(format!("cannot wait for the build command: {e}")))?;
+        if !status.success() {
             return Err(StepError::new(format!(
-                "the build command failed ({}):\n{}",
-                out.status,
+                "the build command failed ({status}):\n{}",
                 tail.join("\n")
             ))
             .hint("fix the build (run the command by hand from the repository root to see all output); nothing was changed on the target"));
@@ -108,7 +106,7 @@ pub async fn image(
     t.engine
         .build_image(&context, &dockerfile, &tags, labels, args, |line| {
             tracing::info!(target: "build", "{line}");
-            let _ = printer;
+            printer.live_line(line);
         })
         .await
         .map_err(|e| {
@@ -116,4 +114,36 @@ pub async fn image(
                 .hint("fix the Dockerfile or context; nothing was changed on the target")
         })?;
     Ok(true)
+}
+
+/// How many of a failed build's last output lines its error shows.
+const TAIL_LINES: usize = 15;
+
+/// Reads a child's stdout and stderr line by line as they come, handing
+/// each to `on_line`; returns the last [`TAIL_LINES`] for an error message.
+async fn stream_lines(child: &mut tokio::process::Child, on_line: &dyn Fn(&str)) -> Vec<String> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut out = child.stdout.take().map(|o| BufReader::new(o).lines());
+    let mut err = child.stderr.take().map(|e| BufReader::new(e).lines());
+    let mut tail = std::collections::VecDeque::with_capacity(TAIL_LINES + 1);
+    let mut keep = |line: String| {
+        on_line(&line);
+        tail.push_back(line);
+        if tail.len() > TAIL_LINES {
+            tail.pop_front();
+        }
+    };
+    while out.is_some() || err.is_some() {
+        tokio::select! {
+            line = async { out.as_mut().expect("checked").next_line().await }, if out.is_some() => match line {
+                Ok(Some(l)) => keep(l),
+                _ => out = None,
+            },
+            line = async { err.as_mut().expect("checked").next_line().await }, if err.is_some() => match line {
+                Ok(Some(l)) => keep(l),
+                _ => err = None,
+            },
+        }
+    }
+    tail.into()
 }

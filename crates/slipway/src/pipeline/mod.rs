@@ -30,6 +30,7 @@ pub mod release;
 pub mod retire;
 pub mod rollback;
 pub mod slot;
+pub mod teardown;
 pub mod watch;
 
 use std::collections::BTreeMap;

@@ -67,6 +67,10 @@ impl<S: Subscriber> Layer<S> for ProgressLayer {
         if !(level <= Level::WARN || ours) {
             return;
         }
+        // Bytes-and-rate lines every few seconds: for a terminal, not a log.
+        if meta.target() == slipway_core::snapshot::rate::TARGET && !crate::output::live_output() {
+            return;
+        }
         let mut visitor = MessageVisitor::default();
         event.record(&mut visitor);
         if visitor.message.is_empty() {

@@ -5,6 +5,7 @@
 
 mod agent_upgrade;
 mod analysis;
+mod commands;
 mod harness;
 mod https;
 mod load;

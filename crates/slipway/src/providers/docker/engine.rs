@@ -263,6 +263,11 @@ impl Engine {
             )
         })?;
         let first = tags.first().cloned().unwrap_or_default();
+        progress(&format!(
+            "sending the build context ({:.1} MB) to the engine at {}",
+            context_tar.len() as f64 / 1e6,
+            self.host
+        ));
         let options = BuildImageOptionsBuilder::default()
             .dockerfile(dockerfile)
             .t(&first)
@@ -439,6 +444,32 @@ impl Engine {
             .await
             .map_err(|e| EngineError::op(format!("creating volume {name}"), e))?;
         Ok(true)
+    }
+
+    /// Removes a volume; `Ok(false)` when there was none.
+    pub async fn remove_volume(&self, name: &str) -> Result<bool, EngineError> {
+        match self
+            .docker
+            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(EngineError::op(format!("removing volume {name}"), e)),
+        }
+    }
+
+    /// Removes a network; `Ok(false)` when there was none.
+    pub async fn remove_network(&self, name: &str) -> Result<bool, EngineError> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(EngineError::op(format!("removing network {name}"), e)),
+        }
     }
 
     pub async fn inspect(&self, name: &str) -> Option<ContainerInfo> {

@@ -2,6 +2,7 @@
 //! pipeline needs (images, networks, volumes, containers, exec), via bollard.
 
 mod agent;
+pub mod cli;
 mod engine;
 pub mod names;
 
