@@ -103,7 +103,7 @@ fn exec_db_shell_destroy_and_a_fresh_deploy_that_finds_the_kept_data() {
         "ps",
         "-aq",
         "--filter",
-        &format!("label=slipway.role=exec"),
+        "label=slipway.role=exec",
         "--filter",
         &format!("label=slipway.app={}", app.name),
     ]);
