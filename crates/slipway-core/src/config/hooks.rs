@@ -412,6 +412,24 @@ mod tests {
     }
 
     #[test]
+    fn a_hook_of_the_wrong_shape_is_named_with_both_forms() {
+        use crate::config::json_schema::settings_schema;
+        let tree = yaml(
+            "app:\n  name: events\n  build:\n    dockerfile: Dockerfile\ndatabase:\n  mode: container\n  image: pg\n  migrations: m\nhooks:\n  pre_deploy: 3\n  post_deploy: [a, 1]\n  pre_swich: x\n",
+        );
+        let problems = super::super::validate::schema_problems(&tree, &settings_schema(), false);
+        let all: String = problems.iter().map(|p| format!("{p}\n")).collect();
+        assert_eq!(problems.len(), 3, "{all}");
+        assert!(
+            all.contains("d.yml:10:15: error: `hooks.pre_deploy` is not a hook"),
+            "{all}"
+        );
+        assert!(all.contains("`hooks.post_deploy` is not a hook"), "{all}");
+        assert!(all.contains("a list of strings"), "{all}");
+        assert!(all.contains("did you mean `pre_switch`?"), "{all}");
+    }
+
+    #[test]
     fn interpolation_is_refused_in_hooks_only() {
         let tree = yaml(
             "app:\n  env:\n    A: ${X}\nhooks:\n  post_deploy: curl -d hi ${SLACK_URL}\n  pre_deploy: [deploy/x, \"${TOKEN}\"]\n  pre_switch: echo $$HOME $PATH $${LITERAL}\n",

@@ -237,11 +237,13 @@ pub fn judge(
             "the program is not in the release's image; for an image without a shell write the hook as a list, e.g. [\"/usr/local/bin/app\", \"selftest\"]. Traffic stayed on the current release; try it with `docker exec <container> ...` on a running release of {t_env}"
         ),
         HookPoint::PreSwitch => format!(
-            "traffic stayed on the current release and the new container was removed; see `slipway logs {t_env} --deploy <id>` or run the hook in a running release with `docker exec`"
+            "traffic stayed on the current release and the new container was removed; fix the release (or the hook) and deploy again. To try the hook by hand: `docker exec <a running container of {t_env}> {}`",
+            hook.display()
         ),
-        HookPoint::PostDeploy => {
-            "the deploy's result stands; fix the hook for the next deploy".into()
-        }
+        HookPoint::PostDeploy => format!(
+            "fix the hook (run it by hand from the repository root: {}); it runs again after the next deploy",
+            hook.display()
+        ),
     };
     Err(StepError::new(message).hint(hint))
 }
@@ -517,7 +519,7 @@ pub async fn post_deploy(
     .await;
     if let Err(e) = finish_step(t, point, hook, &run, s, progress) {
         progress.note(&format!(
-            "warning: {}\n    the deploy's result is unchanged ({}); {}",
+            "warning: {}\n    the deploy's result is unchanged ({}): a post-deploy hook never changes it.\n    hint: {}",
             e.message,
             outcome.status,
             e.hint.unwrap_or_default()
@@ -649,6 +651,18 @@ mod tests {
         assert!(get(&env, "SLIPWAY_ERROR").unwrap().contains("code 1"));
         for (k, _) in &env {
             assert!(HOST_VARS.contains(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn the_readme_documents_every_variable() {
+        let readme = fs_err::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+        )
+        .unwrap();
+        let section = &readme[readme.find("## Hooks").expect("a Hooks section")..];
+        for name in HOST_VARS {
+            assert!(section.contains(&format!("`{name}`")), "{name}");
         }
     }
 

@@ -6,6 +6,7 @@
 mod agent_upgrade;
 mod analysis;
 mod harness;
+mod hooks;
 mod https;
 mod load;
 mod migrations;
