@@ -4,9 +4,9 @@
 //!
 //!  1. plan (pure; `--dry-run` stops here)      7. migrate (one-off task next to the db)
 //!  2. preflight: engine, git ref, repair       8. start the idle slot
-//!  3. provision network, agent; take the lock  9. pre-switch hook, in the new slot
-//!     (and upgrade an agent of another build;     once healthy
-//!     then the pre-deploy hook)
+//!  3. provision network, agent; take the lock; 9. pre-switch hook, in the new slot
+//!     the pre-deploy hook; upgrade an agent       once healthy
+//!     of another build
 //!  4. build `<app>:<release>`                  10. switch through the agent + confirm
 //!  5. provision the database (+ extensions)    11. show the agent's analysis live
 //!  6. read what is pending; snapshot the       12. retire old slot, prune, record, unlock
