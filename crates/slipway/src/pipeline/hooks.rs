@@ -11,11 +11,16 @@
 //! A hook past `hooks.timeout` is killed: on this machine its whole process
 //! group (it runs in one of its own), so a script's children go too; in the
 //! container the deploy stops waiting and its undo removes the container,
-//! which ends whatever the hook left running.
+//! which ends whatever the hook left running. Being in its own group, a hook
+//! does not get the terminal's Ctrl-C; so from the first hook on, SIGINT or
+//! SIGTERM to Slipway kills the running hook's group and then ends Slipway
+//! (exit 130 or 143), as the signal would have (the next command repairs an
+//! interrupted deploy).
 
 use std::collections::VecDeque;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use slipway_core::config::hooks::{Hook, HookPoint};
@@ -337,6 +342,8 @@ pub async fn run_on_host(
         }
     };
     let group = child.id().map(|id| id as i32);
+    RUNNING_GROUP.store(group.unwrap_or(0), Ordering::SeqCst);
+    watch_interrupts();
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
     let (mut out_buf, mut err_buf) = ([0u8; 4096], [0u8; 4096]);
@@ -377,6 +384,7 @@ pub async fn run_on_host(
             },
         }
     }
+    RUNNING_GROUP.store(0, Ordering::SeqCst);
     HookRun {
         ended: ended.unwrap_or(Ended::Exited(-1)),
         tail: lines.finish(),
@@ -389,6 +397,33 @@ async fn read(stream: &mut Option<impl AsyncReadExt + Unpin>, buf: &mut [u8]) ->
         Ok(0) | Err(_) => None,
         Ok(n) => Some(n),
     }
+}
+
+/// The process group of the hook running on this machine (0: none).
+static RUNNING_GROUP: AtomicI32 = AtomicI32::new(0);
+
+/// Once per process: SIGINT or SIGTERM kill the running hook's group, then
+/// end Slipway with 130 or 143 (tokio keeps its handler for good once
+/// installed, so this stays the behaviour for the rest of the command).
+fn watch_interrupts() {
+    static WATCHING: std::sync::Once = std::sync::Once::new();
+    WATCHING.call_once(|| {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        tokio::spawn(async move {
+            let code = tokio::select! {
+                _ = int.recv() => 130,
+                _ = term.recv() => 143,
+            };
+            kill_group(Some(RUNNING_GROUP.load(Ordering::SeqCst)));
+            std::process::exit(code);
+        });
+    });
 }
 
 /// SIGKILL to the hook's whole process group.

@@ -10,11 +10,18 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::harness::{App, SECRET};
 
 const PRE_DEPLOY: &str = r#"#!/bin/sh
 env > "$HOOK_OUT/pre-deploy.env"
+if [ -e "$HOOK_OUT/hang" ]; then
+  sleep 600 &
+  echo $! > "$HOOK_OUT/child.pid"
+  echo "waiting for the release manager"
+  wait
+fi
 if [ -e "$HOOK_OUT/refuse" ]; then
   echo "refusing: releases are frozen today" >&2
   exit 3
@@ -58,6 +65,26 @@ fn recorded(path: &Path) -> BTreeMap<String, String> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// Whether a process still runs (a zombie waiting for init does not).
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+        .ok()
+        .and_then(|s| s.rsplit(") ").next().map(|r| !r.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// Polls until `pid` no longer runs, at most `within`.
+fn gone_within(pid: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while alive(pid) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
 }
 
 fn containers(app: &App) -> String {
@@ -249,7 +276,62 @@ fn hooks_run_at_each_point_and_a_failing_one_stops_the_deploy_before_the_switch(
     assert_eq!(post["SLIPWAY_FAILED_STEP"], "pre-switch hook");
     assert_eq!(post["SLIPWAY_SLOT"], "green");
 
-    // 4. post_deploy fails: a warning, the deploy still succeeds.
+    // A hook past hooks.timeout is killed with its children; the deploy
+    // fails at its step.
+    fs::write(out.path().join("hang"), "").unwrap();
+    let slow = deploy(&["--set", "hooks.timeout=2s"]);
+    assert_eq!(slow.code, 1, "{}", slow.all());
+    assert!(
+        slow.stderr
+            .contains("did not finish within hooks.timeout (2s) and was killed"),
+        "{}",
+        slow.all()
+    );
+    assert!(
+        slow.stderr.contains("waiting for the release manager"),
+        "{}",
+        slow.all()
+    );
+    let child = fs::read_to_string(out.path().join("child.pid")).unwrap();
+    assert!(
+        gone_within(&child, Duration::from_secs(10)),
+        "the hook's child {child} outlived it"
+    );
+    fs::remove_file(out.path().join("child.pid")).unwrap();
+
+    // Ctrl-C (SIGINT) to slipway while a hook runs in its own process group:
+    // the hook and its children go with it.
+    let mut interrupted = app
+        .command(&["deploy", &app.env], &[("HOOK_OUT", &hook_out)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid_file = out.path().join("child.pid");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !pid_file.exists() || fs::read_to_string(&pid_file).unwrap().trim().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the pre-deploy hook never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let child = fs::read_to_string(&pid_file).unwrap();
+    let signalled = std::process::Command::new("kill")
+        .args(["-INT", &interrupted.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    assert_eq!(interrupted.wait().unwrap().code(), Some(130));
+    assert!(
+        gone_within(&child, Duration::from_secs(10)),
+        "the hook's child {child} outlived slipway"
+    );
+    fs::remove_file(out.path().join("hang")).unwrap();
+    assert_eq!(app.serving().as_deref(), Some(release_a.as_str()));
+
+    // 4. post_deploy fails: a warning, the deploy still succeeds (and
+    // repairs what the interrupted one left: its lock).
     fs::write(out.path().join("post-fail"), "").unwrap();
     let warned = deploy(&[]);
     assert_eq!(warned.code, 0, "{}", warned.all());
