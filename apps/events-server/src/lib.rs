@@ -7,6 +7,7 @@
 //! - [`routes`]: the HTTP surface; [`db`]: the pool and all SQL.
 //! - [`health`]: `/health` checks and their aggregation; [`metrics`]: Prometheus.
 //! - [`version`]: build metadata; [`state`]: what handlers share.
+//! - [`selftest`]: the `selftest` subcommand, a smoke test from inside the container.
 //! - [`serve`]: accept until a shutdown signal, then drain within a bound.
 
 pub mod config;
@@ -15,6 +16,7 @@ pub mod fault;
 pub mod health;
 pub mod metrics;
 pub mod routes;
+pub mod selftest;
 pub mod state;
 pub mod version;
 

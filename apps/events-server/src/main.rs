@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         None => {}
         Some("--version" | "-V") => return print(&version::long_version()),
         Some("--help" | "-h") => return print(&help()),
+        Some("selftest") => return selftest(&args[1..]),
         Some(other) => {
             eprintln!("error: unexpected argument `{other}`\n\n{}", help());
             return ExitCode::from(2);
@@ -50,6 +51,33 @@ fn main() -> ExitCode {
     }
 }
 
+/// `events-server selftest [PATH...]`: see `events_server::selftest`.
+fn selftest(paths: &[String]) -> ExitCode {
+    let port = match std::env::var("PORT") {
+        Err(_) => 8080,
+        Ok(text) => match text.parse::<u16>() {
+            Ok(port) => port,
+            Err(_) => {
+                eprintln!("selftest: error: PORT={text:?} is not a port");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    match events_server::selftest::run(port, paths) {
+        Ok(lines) => {
+            for line in lines {
+                println!("selftest: {line}");
+            }
+            println!("selftest: ok ({})", version::long_version());
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            eprintln!("selftest: FAILED: {why}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn print(text: &str) -> ExitCode {
     // A closed pipe (`events-server --version | head -c1`) is not a failure.
     let _ = writeln!(std::io::stdout(), "{text}");
@@ -58,7 +86,7 @@ fn print(text: &str) -> ExitCode {
 
 fn help() -> String {
     let mut text = format!(
-        "{}\n\nUsage: events-server [--version | --help]\n\nEnvironment:\n",
+        "{}\n\nUsage: events-server [--version | --help]\n       events-server selftest [PATH...]   GET each PATH (default /health /version) on\n                                          127.0.0.1:$PORT; exit 1 unless all answer 2xx\n\nEnvironment:\n",
         version::long_version()
     );
     for (name, default, meaning) in ENV_VARS {

@@ -72,6 +72,27 @@ pub enum Verb {
     /// Send a raw JSON request line (for programs); `-` reads it from stdin
     /// (use that for anything holding a private key).
     Raw { json: String },
+    /// Health-check a target as a switch would, from the agent's network,
+    /// changing nothing (no admin socket needed): prints one JSON line,
+    /// exit 0 when it passed, 4 when not. A deploy waits on it before
+    /// running `hooks.pre_switch` in a new slot.
+    Probe(ProbeCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeCmd {
+    /// `host:port` to check.
+    pub target: String,
+    #[arg(long, default_value = admin::DEFAULT_HEALTH_PATH)]
+    pub health_path: String,
+    #[arg(long, default_value_t = admin::DEFAULT_HEALTH_PASSES)]
+    pub health_passes: u32,
+    #[arg(long, default_value_t = admin::DEFAULT_HEALTH_INTERVAL_MS)]
+    pub health_interval_ms: u64,
+    #[arg(long, default_value_t = admin::DEFAULT_HEALTH_TIMEOUT_MS)]
+    pub health_timeout_ms: u64,
+    #[arg(long, default_value_t = admin::DEFAULT_HEALTH_DEADLINE_MS)]
+    pub health_deadline_ms: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -301,12 +322,16 @@ impl Verb {
                     )
                 })?
             }
+            Verb::Probe(_) => return Err("`probe` is not an admin request".into()),
         })
     }
 }
 
 /// Run one ctl command; returns the process exit code.
 pub fn run(args: CtlArgs) -> u8 {
+    if let Verb::Probe(p) = args.verb {
+        return probe(p);
+    }
     let request = match args.verb.into_request() {
         Ok(r) => r,
         Err(e) => {
@@ -337,6 +362,28 @@ pub fn run(args: CtlArgs) -> u8 {
             EXIT_UNREACHABLE
         }
     }
+}
+
+/// `ctl probe`: the switch's health check, alone.
+fn probe(p: ProbeCmd) -> u8 {
+    let Some(runtime) = crate::small_runtime() else {
+        return 1;
+    };
+    let check = admin::HealthCheck {
+        path: p.health_path,
+        passes: p.health_passes,
+        interval_ms: p.health_interval_ms,
+        timeout_ms: p.health_timeout_ms,
+        deadline_ms: p.health_deadline_ms,
+    };
+    let client = crate::health::HealthClient::default();
+    let outcome = runtime.block_on(crate::health::check(&client, &p.target, &check));
+    let (line, code) = match outcome {
+        Ok(attempts) => (serde_json::json!({ "ok": true, "attempts": attempts }), 0),
+        Err(failure) => (serde_json::json!({ "ok": false, "failure": failure }), 4),
+    };
+    println!("{line}");
+    code
 }
 
 /// Send one request, read one response line.

@@ -172,6 +172,31 @@ async fn valid_configuration_serves_until_sigterm_then_exits_0() {
     assert_eq!(health.status, 503, "the database at port 1 is unreachable");
     assert_eq!(health.json()["slot"], "blue");
 
+    // `selftest`, the smoke test a deploy runs inside the container: it
+    // passes on paths that answer 2xx (and a /version of this binary), and
+    // fails with what it saw on the unhealthy /health.
+    let passes = finish(
+        spawn(&[("PORT", &port)], &["selftest", "/healthz", "/version"]),
+        Duration::from_secs(20),
+    );
+    assert_eq!(passes.status.code(), Some(0), "{}", passes.stderr);
+    assert!(
+        passes.stdout.contains("GET /version → 200"),
+        "{}",
+        passes.stdout
+    );
+    let fails = finish(
+        spawn(&[("PORT", &port)], &["selftest"]),
+        Duration::from_secs(20),
+    );
+    assert_eq!(fails.status.code(), Some(1), "{}", fails.stdout);
+    assert!(
+        fails.stderr.contains("GET /health answered 503"),
+        "{}",
+        fails.stderr
+    );
+    assert!(!fails.stderr.contains("pw-canary"), "{}", fails.stderr);
+
     let pid = child.id().to_string();
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &pid])

@@ -187,6 +187,12 @@ pub fn load(opts: &LoadOptions) -> Result<ResolvedConfig, Problems> {
         problems.extend(validate::secrets_in_file(section, &declared_secrets));
     }
 
+    // Hooks are printed as written: no `${VAR}` from .env.<env> in them.
+    problems.extend(super::hooks::interpolation_problems(&shared));
+    if let Some(section) = &env_section {
+        problems.extend(super::hooks::interpolation_problems(section));
+    }
+
     // Interpolate ${VAR} in the shared and selected sections.
     let vars = Variables {
         process: &opts.process_env,
@@ -561,6 +567,7 @@ fn semantic_checks(settings: &Settings, tree: &Node, root: &Path, problems: &mut
     }
     https_checks(settings, root, &origin_of, problems);
     super::notify_checks::check(settings, &origin_of, problems);
+    super::hooks::check(&settings.hooks, root, &origin_of, problems);
     for (pointer, d) in [
         ("/health/interval", &settings.health.interval),
         ("/health/timeout", &settings.health.timeout),

@@ -3,6 +3,7 @@
 
 pub mod discover;
 pub mod dotenv;
+pub mod hooks;
 pub mod interpolate;
 pub mod json_schema;
 pub mod load;

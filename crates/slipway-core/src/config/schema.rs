@@ -24,6 +24,10 @@ pub struct Settings {
     pub deployment: Deployment,
     #[serde(default)]
     pub notifications: Notifications,
+    /// The operator's commands before the deploy, before the switch (in the
+    /// new container) and after the deploy.
+    #[serde(default)]
+    pub hooks: super::hooks::Hooks,
     /// Where automatic certificates come from (for `deployment.tls: auto`).
     #[serde(default)]
     pub acme: Acme,

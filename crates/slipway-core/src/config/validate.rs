@@ -155,6 +155,13 @@ pub fn schema_problems(tree: &Node, schema: &Json, only_unknown_keys: bool) -> V
                         .found(found),
                 );
             }
+            ValidationErrorKind::AnyOf { .. } if pointer.starts_with("/hooks/") => {
+                problems.push(
+                    Problem::error(node.origin.clone(), format!("`{dotted}` is not a hook"))
+                        .expected("a list of strings, the program and its arguments (e.g. [deploy/hooks/check, --quick]), or a shell command as one string")
+                        .found(found),
+                );
+            }
             _ => {
                 // Other keywords: the library's message with the value masked.
                 problems.push(Problem::error(

@@ -109,6 +109,10 @@ async fn dry_run(t: &Target, args: &DeployArgs, printer: &Printer) -> Result<(),
         "watch_window": String::from(s.deployment.watch_window.clone()),
         "analysis": crate::pipeline::analysis::spec(t, "(at deploy)"),
         "notifications": notification_channels(t),
+        "hooks": crate::pipeline::hooks::plan(t)
+            .into_iter()
+            .map(|(point, what)| (point.key().to_string(), json!(what)))
+            .collect::<serde_json::Map<_, _>>(),
         "url": t.public_url("/"),
     });
     if printer.json() {
@@ -181,6 +185,13 @@ async fn dry_run(t: &Target, args: &DeployArgs, printer: &Printer) -> Result<(),
                 channels.join(", ")
             }
         ));
+        let hooks = crate::pipeline::hooks::plan(t);
+        if hooks.is_empty() {
+            printer.line("  hooks       none");
+        }
+        for (point, what) in hooks {
+            printer.line(format!("  hook        {}: {what}", point.key()));
+        }
         printer.line(format!("  serves      {}", t.public_url("/")));
     }
     Ok(())

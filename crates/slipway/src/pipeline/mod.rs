@@ -4,8 +4,9 @@
 //!
 //!  1. plan (pure; `--dry-run` stops here)      7. migrate (one-off task next to the db)
 //!  2. preflight: engine, git ref, repair       8. start the idle slot
-//!  3. provision network, agent; take the lock  9. (pre-switch hooks: not yet)
-//!     (and upgrade an agent of another build)
+//!  3. provision network, agent; take the lock; 9. pre-switch hook, in the new slot
+//!     the pre-deploy hook; upgrade an agent       once healthy
+//!     of another build
 //!  4. build `<app>:<release>`                  10. switch through the agent + confirm
 //!  5. provision the database (+ extensions)    11. show the agent's analysis live
 //!  6. read what is pending; snapshot the       12. retire old slot, prune, record, unlock
@@ -13,6 +14,8 @@
 //!
 //! The agent starts its post-deploy analysis at the switch itself and
 //! switches back on failure, whether or not this command is still running.
+//! The post-deploy hook runs last, after success or failure, once the lock
+//! is released; it cannot change the outcome.
 
 pub mod agent;
 pub mod analysis;
@@ -20,6 +23,7 @@ pub mod build;
 pub mod context;
 pub mod events;
 pub mod gateway;
+pub mod hooks;
 pub mod http_probe;
 pub mod lock;
 pub mod progress;
@@ -45,6 +49,7 @@ use release::Release;
 use crate::providers::docker::names::Slot;
 use crate::tasks::{self, MigrateAction, Pending, TaskContext};
 use slipway_core::analysis::{AnalysisAction, AnalysisState};
+use slipway_core::config::hooks::HookPoint;
 use slipway_core::config::schema::SnapshotWhen;
 use slipway_core::notify::{EventKind, Severity};
 
@@ -96,7 +101,24 @@ pub async fn deploy(
     };
     let result = run(t, opts, progress, &mut state).await;
     let failure = match result {
-        Ok(report) => return Ok(report),
+        Ok(mut report) => {
+            let facts = hooks::Facts::new(
+                t,
+                &report.release,
+                &report.deployment_id,
+                report.previous_release.as_deref(),
+            );
+            let outcome = hooks::Outcome {
+                status: "succeeded",
+                slot: Some(report.slot.clone()),
+                runtime_ms: progress.elapsed().as_millis() as u64,
+                failed_step: None,
+                error: None,
+            };
+            hooks::post_deploy(t, &facts, &outcome, progress).await;
+            report.steps = progress.steps.clone();
+            return Ok(report);
+        }
         Err(f) => f,
     };
     // Undo, in reverse.
@@ -165,6 +187,19 @@ pub async fn deploy(
         h.abort();
     }
     raise_failure(t, progress, &state, &failure, rolled_back).await;
+    // Only a deploy that took the lock ran at all (one refused by a held
+    // lock or a bad ref never started, and is not the hook's business).
+    if let (Some(release), Some(_)) = (&state.release, &state.lock_id) {
+        let facts = hooks::Facts::new(t, release, &state.id, state.previous.as_deref());
+        let outcome = hooks::Outcome {
+            status: if rolled_back { "rolled_back" } else { "failed" },
+            slot: state.started_slot.map(|s| s.to_string()),
+            runtime_ms: progress.elapsed().as_millis() as u64,
+            failed_step: Some(failure.0.clone()),
+            error: Some(failure.1.message.clone()),
+        };
+        hooks::post_deploy(t, &facts, &outcome, progress).await;
+    }
     Err(DeployFailure {
         step: failure.0,
         error: failure.1,
@@ -357,6 +392,13 @@ async fn run(
         );
         events::raise(t, progress.printer(), e).await;
     }
+
+    // The operator's pre-deploy hook may still refuse: nothing has changed
+    // on the target but the lock and the in-progress record.
+    let facts = hooks::Facts::new(t, &release, &state.id, state.previous.as_deref());
+    hooks::pre_deploy(t, &facts, progress)
+        .await
+        .map_err(at(HookPoint::PreDeploy.step()))?;
 
     // 3b. An agent from another Slipway build is replaced by this one's,
     // under the lock, before this deploy's switch (no traffic gap).
@@ -555,6 +597,12 @@ async fn run(
         true,
         format!("{} from {image}", t.names.slot(idle)),
     );
+
+    // 9. The operator's pre-switch hook, inside the new slot once it is
+    // healthy (smoke tests, cache warm-up); failing removes the slot.
+    hooks::pre_switch(t, &facts, idle, progress)
+        .await
+        .map_err(at(HookPoint::PreSwitch.step()))?;
 
     // 9b. HTTPS: the host's shared entry point runs, reaches this
     // environment, and holds a certificate for every hostname before any

@@ -46,7 +46,7 @@ impl<'a> Progress<'a> {
         let detail = detail.into();
         let mark = if ok { "✓" } else { "✗" };
         self.printer.note(&format!(
-            "  {mark} {step:<12} {:>6.1}s  {detail}",
+            "  {mark} {step:<16} {:>6.1}s  {detail}",
             duration.as_secs_f64()
         ));
         self.steps.push(StepRecord {

@@ -112,17 +112,8 @@ pub async fn switch_when_healthy(
     let hosts = t.config.settings.deployment.all_hostnames();
     let mut last_failure = String::new();
     loop {
-        if let Some(c) = t.engine.inspect(&name).await
-            && (!c.running || c.crashing)
-        {
-            let (out, err) = t.engine.logs(&name, Some(15)).await.unwrap_or_default();
-            let logs = format!("{}{}", out, err);
-            return Err(StepError::new(format!(
-                "the new release's container {name} exited (code {}) before becoming healthy; last log lines:\n{}",
-                c.exit_code.unwrap_or(-1),
-                indent(logs.trim())
-            ))
-            .hint("fix the release or its configuration (`slipway config validate`); traffic stayed on the current release"));
+        if let Some(e) = exited(t, &name).await {
+            return Err(e);
         }
         let remaining = limit.saturating_sub(started.elapsed());
         if remaining.is_zero() {
@@ -175,6 +166,109 @@ pub async fn switch_when_healthy(
                 };
             }
             Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The error of a slot's container that stopped (or restarts in a loop)
+/// before becoming healthy, with its last log lines; `None` while it runs.
+async fn exited(t: &Target, name: &str) -> Option<StepError> {
+    let c = t.engine.inspect(name).await?;
+    if c.running && !c.crashing {
+        return None;
+    }
+    let (out, err) = t.engine.logs(name, Some(15)).await.unwrap_or_default();
+    let logs = format!("{}{}", out, err);
+    Some(StepError::new(format!(
+        "the new release's container {name} exited (code {}) before becoming healthy; last log lines:\n{}",
+        c.exit_code.unwrap_or(-1),
+        indent(logs.trim())
+    ))
+    .hint("fix the release or its configuration (`slipway config validate`); traffic stayed on the current release"))
+}
+
+/// Waits until `slot` passes the health check the switch will make (the
+/// agent probes it from its network, changing nothing), in rounds up to
+/// `health.start_timeout`, failing early when the container stops.
+/// `Ok(None)`: the agent is too old to probe (the switch still checks).
+pub async fn wait_healthy(t: &Target, slot: Slot) -> Result<Option<u32>, StepError> {
+    let h = &t.config.settings.health;
+    let limit = h.start_timeout.0;
+    let round = Duration::from_secs(5).max(h.interval.0 * (h.healthy_threshold + 2));
+    let started = Instant::now();
+    let name = t.names.slot(slot);
+    let target = t.slot_target(slot);
+    let mut last_failure = String::new();
+    loop {
+        if let Some(e) = exited(t, &name).await {
+            return Err(e);
+        }
+        let remaining = limit.saturating_sub(started.elapsed());
+        if remaining.is_zero() {
+            return Err(StepError::new(format!(
+                "the new release in {name} did not become healthy within {}s: {last_failure}",
+                limit.as_secs()
+            ))
+            .hint(format!("see `slipway logs {} --app` and the service's {} endpoint; traffic stayed on the current release", t.config.environment, h.path)));
+        }
+        let check = t.health_check(round.min(remaining));
+        let args = [
+            "slipway-agent".to_string(),
+            "ctl".into(),
+            "probe".into(),
+            target.clone(),
+            "--health-path".into(),
+            check.path.clone(),
+            "--health-passes".into(),
+            check.passes.to_string(),
+            "--health-interval-ms".into(),
+            check.interval_ms.to_string(),
+            "--health-timeout-ms".into(),
+            check.timeout_ms.to_string(),
+            "--health-deadline-ms".into(),
+            check.deadline_ms.to_string(),
+        ];
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = t.engine.exec(&t.names.agent(), &argv, None).await?;
+        let stdout = out.stdout_text();
+        let answer = stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+        match answer {
+            Some(a) if a["ok"] == true => return Ok(a["attempts"].as_u64().map(|n| n as u32)),
+            Some(a) => {
+                let f = &a["failure"];
+                last_failure = format!(
+                    "{} attempts on {}{}, saw [{}]",
+                    f["attempts"],
+                    target,
+                    check.path,
+                    f["seen"]
+                        .as_array()
+                        .map(|s| s
+                            .iter()
+                            .rev()
+                            .take(5)
+                            .filter_map(|v| v.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "))
+                        .unwrap_or_default()
+                );
+            }
+            // An agent built before `ctl probe` (usage error).
+            None if out.code == 2 => return Ok(None),
+            None => {
+                return Err(StepError::new(format!(
+                    "the agent could not probe {target} (exit {}): {}",
+                    out.code,
+                    out.stderr_text().trim()
+                ))
+                .hint(format!(
+                    "check the agent: `docker logs {}`",
+                    t.names.agent()
+                )));
+            }
         }
     }
 }

@@ -697,6 +697,8 @@ fn completions_and_manual_pages_come_from_the_command_line_definition() {
         .skip_while(|l| !l.starts_with("Commands:"))
         .skip(1)
         .take_while(|l| l.starts_with("  "))
+        // A command's line, not a wrapped description (indented deeper).
+        .filter(|l| !l[2..].starts_with(' '))
         .filter_map(|l| l.split_whitespace().next())
         .filter(|c| *c != "help")
         .collect();
@@ -707,4 +709,81 @@ fn completions_and_manual_pages_come_from_the_command_line_definition() {
             "no page for {c}"
         );
     }
+}
+
+#[test]
+fn hooks_are_checked_at_validate_with_positions_and_never_interpolated() {
+    let dir = initialised_repo();
+    let hooks = dir.path().join("deploy/hooks");
+    fs::create_dir_all(&hooks).unwrap();
+    fs::write(hooks.join("post-deploy"), "#!/bin/sh\n").unwrap(); // not executable
+    edit_config(
+        dir.path(),
+        "hooks: {}\n",
+        "hooks:\n  pre_deploy: [deploy/hooks/pre-deploy]\n  post_deploy: deploy/hooks/post-deploy --notify\n  pre_switch: [demo, selftest, \"${JWT_SECRET}\"]\n  timeout: 5 minutes\n",
+    );
+    let run = slipway(dir.path(), &["config", "validate", "production"], &[]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    let cfg = config_file(dir.path()).display().to_string();
+    let e = &run.stderr;
+    let line = fs::read_to_string(config_file(dir.path()))
+        .unwrap()
+        .lines()
+        .position(|l| l == "hooks:")
+        .unwrap()
+        + 1;
+    assert!(
+        e.contains(&format!(
+            "{cfg}:{}:32: error: a hook cannot use `${{...}}` interpolation",
+            line + 3
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!(
+            "{cfg}:{}:12: error: `hooks.timeout` is not in the expected form",
+            line + 4
+        )),
+        "{e}"
+    );
+    // The interpolation is refused before the value is read: nothing of
+    // .env.production reaches the output.
+    assert!(!run.all().contains(CANARY), "{}", run.all());
+
+    // With the form fixed, the operator-side programs are checked.
+    edit_config(dir.path(), ", \"${JWT_SECRET}\"]", "]");
+    edit_config(dir.path(), "timeout: 5 minutes", "timeout: 5m");
+    let run = slipway(dir.path(), &["config", "validate", "production"], &[]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    let e = &run.stderr;
+    assert!(
+        e.contains(&format!(
+            "{cfg}:{}:16: error: the `hooks.pre_deploy` program does not exist",
+            line + 1
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!(
+            "{cfg}:{}:16: error: the `hooks.post_deploy` program is not executable",
+            line + 2
+        )),
+        "{e}"
+    );
+    assert!(e.contains("chmod +x deploy/hooks/post-deploy"), "{e}");
+    assert!(e.contains("has 2 errors"), "{e}");
+
+    fs::write(hooks.join("pre-deploy"), "#!/bin/sh\n").unwrap();
+    for script in ["pre-deploy", "post-deploy"] {
+        fs::set_permissions(hooks.join(script), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let run = slipway(dir.path(), &["config", "validate", "production"], &[]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let show = slipway(dir.path(), &["--json", "config", "show", "production"], &[]);
+    assert_eq!(show.code, 0, "{}", show.all());
+    assert!(
+        show.stdout.contains("deploy/hooks/post-deploy --notify"),
+        "{}",
+        show.stdout
+    );
 }

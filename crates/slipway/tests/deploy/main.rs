@@ -7,6 +7,7 @@ mod agent_upgrade;
 mod analysis;
 mod commands;
 mod harness;
+mod hooks;
 mod https;
 mod load;
 mod migrations;

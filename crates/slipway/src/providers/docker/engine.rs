@@ -781,6 +781,67 @@ impl Engine {
         })
     }
 
+    /// Runs `cmd` in a running container with extra `NAME=value`
+    /// variables, handing each piece of its output to `on_output` as it
+    /// comes (`true`: stderr), and returns its exit code. Dropping the
+    /// future stops reading; the process in the container runs on until it
+    /// ends or the container is removed.
+    pub async fn exec_streaming(
+        &self,
+        container: &str,
+        cmd: &[String],
+        env: &[String],
+        mut on_output: impl FnMut(bool, &[u8]),
+    ) -> Result<i64, EngineError> {
+        let action = || {
+            format!(
+                "running `{}` in {container}",
+                cmd.first().map_or("", String::as_str)
+            )
+        };
+        let exec = self
+            .docker
+            .create_exec(
+                container,
+                ExecConfig {
+                    cmd: Some(cmd.to_vec()),
+                    env: Some(env.to_vec()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| EngineError::op(action(), e))?;
+        let started = self
+            .docker
+            .start_exec(
+                &exec.id,
+                Some(StartExecOptions {
+                    detach: false,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(|e| EngineError::op(action(), e))?;
+        if let StartExecResults::Attached { mut output, input } = started {
+            drop(input);
+            while let Some(chunk) = output.next().await {
+                match chunk.map_err(|e| EngineError::op(action(), e))? {
+                    bollard::container::LogOutput::StdOut { message } => on_output(false, &message),
+                    bollard::container::LogOutput::StdErr { message } => on_output(true, &message),
+                    _ => {}
+                }
+            }
+        }
+        let inspect = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(|e| EngineError::op(action(), e))?;
+        Ok(inspect.exit_code.unwrap_or(-1))
+    }
+
     /// Copies a directory into a (created) container at `dest`.
     pub async fn upload_dir(
         &self,
