@@ -126,23 +126,13 @@ pub fn host_env(
     point: HookPoint,
     outcome: Option<&Outcome>,
 ) -> Vec<(&'static str, String)> {
-    let mut env = vec![
-        ("SLIPWAY_HOOK", point.key().to_string()),
-        ("SLIPWAY_ENVIRONMENT", f.environment.clone()),
-        ("SLIPWAY_APP", f.app.clone()),
-        ("SLIPWAY_RELEASE", f.release.clone()),
-        ("SLIPWAY_VERSION", f.version.clone()),
-        ("SLIPWAY_COMMIT", f.commit.clone()),
+    let mut env = shared_facts(f, point);
+    env.extend([
         ("SLIPWAY_REF", f.git_ref.clone()),
-        (
-            "SLIPWAY_PREVIOUS_RELEASE",
-            f.previous_release.clone().unwrap_or_default(),
-        ),
-        ("SLIPWAY_DEPLOYMENT_ID", f.deployment_id.clone()),
         ("SLIPWAY_DEPLOYER", f.deployer.clone()),
         ("SLIPWAY_URL", f.url.clone()),
         ("SLIPWAY_REPO_ROOT", f.repo_root.clone()),
-    ];
+    ]);
     if let Some(o) = outcome {
         env.push(("SLIPWAY_DEPLOY_STATUS", o.status.to_string()));
         env.push(("SLIPWAY_SLOT", o.slot.clone().unwrap_or_default()));
@@ -160,8 +150,15 @@ pub fn host_env(
 /// The facts for `pre_switch`, as `NAME=value` for the exec (the
 /// container has the release's own environment already).
 pub fn container_env(f: &Facts, slot: Slot) -> Vec<String> {
-    [
-        ("SLIPWAY_HOOK", HookPoint::PreSwitch.key().to_string()),
+    let mut env = shared_facts(f, HookPoint::PreSwitch);
+    env.push(("SLIPWAY_SLOT", slot.to_string()));
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// The facts every hook gets, wherever it runs.
+fn shared_facts(f: &Facts, point: HookPoint) -> Vec<(&'static str, String)> {
+    vec![
+        ("SLIPWAY_HOOK", point.key().to_string()),
         ("SLIPWAY_ENVIRONMENT", f.environment.clone()),
         ("SLIPWAY_APP", f.app.clone()),
         ("SLIPWAY_RELEASE", f.release.clone()),
@@ -172,11 +169,7 @@ pub fn container_env(f: &Facts, slot: Slot) -> Vec<String> {
             f.previous_release.clone().unwrap_or_default(),
         ),
         ("SLIPWAY_DEPLOYMENT_ID", f.deployment_id.clone()),
-        ("SLIPWAY_SLOT", slot.to_string()),
     ]
-    .into_iter()
-    .map(|(k, v)| format!("{k}={v}"))
-    .collect()
 }
 
 /// How a hook's process ended.
