@@ -8,6 +8,7 @@ mod history;
 mod init;
 mod lock;
 mod logs;
+mod maintenance;
 mod migrate;
 mod notify;
 mod rollback;
@@ -38,6 +39,7 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<(), CliError> {
         Command::Agent(cmd) => agent::run(&cmd, &cli.global, printer),
         Command::Migrate(cmd) => migrate::run(&cmd, &cli.global, printer),
         Command::Snapshot(cmd) => snapshot::run(&cmd, &cli.global, printer),
+        Command::Maintenance(cmd) => maintenance::run(&cmd, &cli.global, printer),
     }
 }
 

@@ -8,6 +8,7 @@ mod analysis;
 mod harness;
 mod https;
 mod load;
+mod maintenance;
 mod migrations;
 
 use std::io::{BufRead, BufReader};
