@@ -36,6 +36,8 @@ impl Active {
         let message = record.message.as_deref().unwrap_or(DEFAULT_MESSAGE);
         let since = record
             .since
+            .replace_nanosecond(0)
+            .unwrap_or(record.since)
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
         let json = serde_json::json!({

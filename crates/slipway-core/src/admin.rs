@@ -666,6 +666,20 @@ mod tests {
     }
 
     #[test]
+    fn maintenance_verbs_parse_with_defaults_and_change_state() {
+        let on: AdminRequest =
+            serde_json::from_str(r#"{"verb":"maintenance_on","app":"web"}"#).expect("parses");
+        let AdminRequest::MaintenanceOn(args) = &on else {
+            panic!("not maintenance_on: {on:?}");
+        };
+        assert_eq!(args.mode, crate::maintenance::MaintenanceMode::Page);
+        assert!(on.changes_state());
+        let off: AdminRequest =
+            serde_json::from_str(r#"{"verb":"maintenance_off","app":"web"}"#).expect("parses");
+        assert!(off.changes_state());
+    }
+
+    #[test]
     fn responses_round_trip() {
         let resp = AdminResponse::error(AdminErrorKind::NotFound, "no app `x`");
         let text = serde_json::to_string(&resp).expect("serialises");

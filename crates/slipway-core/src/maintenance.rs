@@ -81,6 +81,8 @@ impl Maintenance {
     pub fn describe(&self) -> String {
         let since = self
             .since
+            .replace_nanosecond(0)
+            .unwrap_or(self.since)
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_else(|_| self.since.to_string());
         let mut out = format!("{} mode since {since} by {}", self.mode, self.by);

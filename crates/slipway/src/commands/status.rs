@@ -30,7 +30,7 @@ pub fn run(env: &str, global: &crate::cli::GlobalArgs, printer: &Printer) -> Res
             // The public port answers the page, whatever the release's health.
             *status = "maintenance".into();
             *detail = format!(
-                "the public port answers 503 with the maintenance page, {detail}; Retry-After {}s",
+                "the public port answers 503 with the maintenance page, Retry-After {}s",
                 m.retry_after_secs
             );
         }

@@ -320,22 +320,20 @@ pub fn extended_timeouts(
 }
 
 /// Lift the maintenance this deploy owns (after its switch, or after its
-/// undo put traffic back on a healthy release). Returns the detail.
+/// undo put traffic back on a healthy release). Returns how long it was
+/// on, in seconds.
 pub async fn lift_owned(
     t: &Target,
     printer: &Printer,
     state: &mut InDeploy,
     about: &events::About,
-) -> Result<Option<String>, StepError> {
+) -> Result<Option<f64>, StepError> {
     let Some(since) = state.owned else {
         return Ok(None);
     };
     off(t, printer, about).await?;
     state.owned = None;
-    Ok(Some(format!(
-        "lifted after {:.1}s in maintenance",
-        since.elapsed().as_secs_f64()
-    )))
+    Ok(Some(since.elapsed().as_secs_f64()))
 }
 
 /// After a failed deploy's undo: lift it when traffic is safe (the old
@@ -366,14 +364,14 @@ pub async fn after_failure(
         ));
     }
     match lift_owned(t, progress.printer(), state, about).await {
-        Ok(detail) => {
+        Ok(secs) => {
             progress.done(
                 "maintenance",
                 s,
                 true,
                 format!(
-                    "{}; the previous release serves again",
-                    detail.unwrap_or_default()
+                    "lifted after {:.1}s: the previous release serves again",
+                    secs.unwrap_or_default()
                 ),
             );
             None
@@ -406,5 +404,64 @@ mod tests {
         assert_eq!(on_for(&at(42)), "42s");
         assert_eq!(on_for(&at(303)), "5m 3s");
         assert_eq!(on_for(&at(7_800)), "2h 10m");
+    }
+
+    #[test]
+    fn maintenance_is_left_by_an_interrupted_deploy_unless_that_deploy_still_holds_the_lock() {
+        let mut ledger = AppLedger::new("web");
+        let now = time::OffsetDateTime::now_utc();
+        let mut route = slipway_core::ledger::RouteRecord {
+            hosts: vec![],
+            active: None,
+            previous: None,
+            health: Default::default(),
+            drain_timeout_ms: 1,
+            maintenance: None,
+        };
+        ledger.route = Some(route.clone());
+        assert_eq!(left_by_interrupted_deploy(&ledger), None, "off");
+        route.maintenance = Some(Maintenance {
+            mode: MaintenanceMode::Page,
+            retry_after_secs: 60,
+            message: None,
+            since: now,
+            by: "a@b".into(),
+            deployment_id: Some("dep_a".into()),
+            hold_max_wait_ms: 30_000,
+        });
+        ledger.route = Some(route.clone());
+        assert_eq!(
+            left_by_interrupted_deploy(&ledger),
+            Some("dep_a"),
+            "no lock"
+        );
+        let lock = |deployment: &str, pid: u32| slipway_core::ledger::Lock {
+            lock_id: "lock_1".into(),
+            locked_by: "a@b".into(),
+            hostname: crate::owner::hostname(),
+            pid,
+            deployment_id: deployment.into(),
+            locked_at: now,
+            lock_expires_at: now,
+        };
+        ledger.lock = Some(lock("dep_a", std::process::id()));
+        assert_eq!(left_by_interrupted_deploy(&ledger), None, "dep_a runs");
+        ledger.lock = Some(lock("dep_a", 4_194_305));
+        assert_eq!(
+            left_by_interrupted_deploy(&ledger),
+            Some("dep_a"),
+            "its process is gone"
+        );
+        ledger.lock = Some(lock("dep_b", std::process::id()));
+        assert_eq!(
+            left_by_interrupted_deploy(&ledger),
+            Some("dep_a"),
+            "another deploy runs"
+        );
+        if let Some(m) = route.maintenance.as_mut() {
+            m.deployment_id = None;
+        }
+        ledger.route = Some(route);
+        assert_eq!(left_by_interrupted_deploy(&ledger), None, "put on by hand");
     }
 }

@@ -632,11 +632,12 @@ async fn run(
     state.switched = true;
     let switched_after = command_started.elapsed();
     let lift = Instant::now();
-    if let Some(detail) =
+    if let Some(secs) =
         maintenance::lift_owned(t, progress.printer(), &mut state.maintenance, &about)
             .await
             .map_err(at("switch"))?
     {
+        let detail = format!("lifted at the switch, after {secs:.1}s: the new release serves");
         progress.done("maintenance", lift, true, detail);
     }
     if state.maintenance.kept {
