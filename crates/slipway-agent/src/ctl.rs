@@ -69,6 +69,9 @@ pub enum Verb {
     /// Certificates of the host's entry point (an agent with --tls-listen).
     #[command(subcommand)]
     Cert(CertCmd),
+    /// Maintenance mode: the agent answers the app's requests itself.
+    #[command(subcommand)]
+    Maintenance(MaintenanceCmd),
     /// Send a raw JSON request line (for programs); `-` reads it from stdin
     /// (use that for anything holding a private key).
     Raw { json: String },
@@ -118,6 +121,33 @@ pub enum CertCmd {
     Forget { host: String },
     /// Every host's certificate: issuer, expiry, next renewal, last error.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MaintenanceCmd {
+    /// Answer every request with 503, Retry-After and the maintenance page
+    /// (or, with --hold, hold requests up to --hold-max-wait-ms first).
+    On {
+        app: String,
+        #[arg(long)]
+        hold: bool,
+        #[arg(long, default_value_t = slipway_core::maintenance::DEFAULT_RETRY_AFTER_SECS)]
+        retry_after_secs: u64,
+        #[arg(long)]
+        message: Option<String>,
+        #[arg(long, default_value = "")]
+        by: String,
+        #[arg(long)]
+        deployment_id: Option<String>,
+        #[arg(long, default_value_t = slipway_core::maintenance::DEFAULT_HOLD_MAX_WAIT_MS)]
+        hold_max_wait_ms: u64,
+    },
+    /// Lift it: requests reach the app again.
+    Off {
+        app: String,
+        #[arg(long, default_value = "")]
+        by: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -300,6 +330,30 @@ impl Verb {
             }
             Verb::Cert(CertCmd::Forget { host }) => AdminRequest::CertForget(HostArgs { host }),
             Verb::Cert(CertCmd::List) => AdminRequest::Certs,
+            Verb::Maintenance(MaintenanceCmd::On {
+                app,
+                hold,
+                retry_after_secs,
+                message,
+                by,
+                deployment_id,
+                hold_max_wait_ms,
+            }) => AdminRequest::MaintenanceOn(slipway_core::maintenance::MaintenanceOnArgs {
+                app,
+                mode: if hold {
+                    slipway_core::maintenance::MaintenanceMode::Hold
+                } else {
+                    slipway_core::maintenance::MaintenanceMode::Page
+                },
+                retry_after_secs,
+                message,
+                by,
+                deployment_id,
+                hold_max_wait_ms,
+            }),
+            Verb::Maintenance(MaintenanceCmd::Off { app, by }) => {
+                AdminRequest::MaintenanceOff(MaintenanceOffArgs { app, by })
+            }
             Verb::Raw { json } => {
                 let text = if json == "-" {
                     let mut s = String::new();

@@ -8,7 +8,7 @@
 //! [`admin`] answers the CLI (client: [`ctl`]); [`ledger`] persists state;
 //! [`metrics`] and [`internal`] expose it; [`access_log`] records requests;
 //! [`analysis`] watches a new release after its switch and switches back
-//! when it fails.
+//! when it fails; [`maintenance`] answers for an app in maintenance mode.
 //!
 //! Exit codes of `slipway-agent serve`: 0 stopped by SIGTERM/SIGINT after
 //! draining; 1 runtime failure (cannot bind, cannot write the state dir);
@@ -25,6 +25,7 @@ pub mod handover;
 pub mod health;
 pub mod internal;
 pub mod ledger;
+pub mod maintenance;
 pub mod metrics;
 pub mod notify;
 pub mod proxy;

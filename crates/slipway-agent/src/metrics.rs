@@ -118,6 +118,8 @@ pub struct AppMetrics {
     switch_millis_sum: AtomicU64,
     /// Responses the agent made itself (no target involved): 404, 503...
     pub local: StatusCounters,
+    /// Maintenance answers (counted here only, not as 5xx in `local`).
+    maintenance: AtomicU64,
 }
 
 impl AppMetrics {
@@ -129,7 +131,13 @@ impl AppMetrics {
             switch_failures: AtomicU64::new(0),
             switch_millis_sum: AtomicU64::new(0),
             local: StatusCounters::default(),
+            maintenance: AtomicU64::new(0),
         }
+    }
+
+    /// One request answered with the maintenance page.
+    pub fn maintenance_answered(&self) {
+        self.maintenance.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn observe(&self, elapsed: Duration) {
@@ -272,6 +280,26 @@ impl Metrics {
                 m.switch_failures.load(Ordering::Relaxed),
                 m.switch_millis_sum.load(Ordering::Relaxed) as f64 / 1e3,
                 m.switches.load(Ordering::Relaxed),
+            );
+        }
+        out.push_str("# TYPE slipway_maintenance_responses_total counter\n");
+        for m in &apps {
+            let n = m.maintenance.load(Ordering::Relaxed);
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "slipway_maintenance_responses_total{{app=\"{}\"}} {n}",
+                    esc(&m.app)
+                );
+            }
+        }
+        out.push_str("# TYPE slipway_maintenance gauge\n");
+        for route in table.routes() {
+            let _ = writeln!(
+                out,
+                "slipway_maintenance{{app=\"{}\"}} {}",
+                esc(&route.name),
+                u8::from(route.maintenance.is_some())
             );
         }
         out.push_str("# TYPE slipway_in_flight gauge\n# TYPE slipway_active_release gauge\n");

@@ -1,5 +1,6 @@
 //! The route table and every change to it: deploy (health-gated switch),
-//! rollback, pause/resume, drain bookkeeping, and restore from the ledger.
+//! rollback, pause/resume, maintenance mode (see [`crate::maintenance`]),
+//! drain bookkeeping, and restore from the ledger.
 //!
 //! The whole table (per app: host names, active target, previous target,
 //! draining targets, pause gate) sits behind ONE `ArcSwap`, so a request sees
@@ -32,6 +33,8 @@ pub struct Pause {
     queued: AtomicU32,
     max_queue: u32,
     max_wait: Duration,
+    /// Set by a `hold` maintenance (lifted with it), not the pause verb.
+    by_maintenance: bool,
 }
 
 impl Pause {
@@ -41,7 +44,25 @@ impl Pause {
             queued: AtomicU32::new(0),
             max_queue,
             max_wait,
+            by_maintenance: false,
         }
+    }
+
+    /// The gate of a `hold` maintenance: the pause verb's queue bound.
+    pub fn for_maintenance(max_wait: Duration) -> Self {
+        Self {
+            by_maintenance: true,
+            ..Self::new(slipway_core::admin::DEFAULT_PAUSE_MAX_QUEUE, max_wait)
+        }
+    }
+
+    pub fn by_maintenance(&self) -> bool {
+        self.by_maintenance
+    }
+
+    /// Wake the held requests (they read the table again).
+    pub fn release(&self) {
+        self.released.send_replace(true);
     }
 
     /// Wait for `resume`; false when the queue is full or the wait bound
@@ -75,6 +96,8 @@ pub struct AppRoute {
     pub previous: Option<TargetRecord>,
     pub draining: Vec<Arc<Target>>,
     pub pause: Option<Arc<Pause>>,
+    /// Maintenance mode: requests get the agent's maintenance answer.
+    pub maintenance: Option<Arc<crate::maintenance::Active>>,
     pub health: HealthCheck,
     pub drain_timeout: Duration,
     pub metrics: Arc<AppMetrics>,
@@ -88,6 +111,7 @@ impl AppRoute {
             previous: self.previous.clone(),
             health: self.health.clone(),
             drain_timeout_ms: u64::try_from(self.drain_timeout.as_millis()).unwrap_or(u64::MAX),
+            maintenance: self.maintenance.as_ref().map(|m| m.record.clone()),
         }
     }
 }
@@ -162,6 +186,8 @@ pub enum Admission {
     NoRoute,
     NoTarget(Arc<AppRoute>),
     PauseExceeded(Arc<AppRoute>, u64),
+    /// Answered by the agent itself (see [`crate::maintenance`]).
+    Maintenance(Arc<AppRoute>, Arc<crate::maintenance::Active>),
 }
 
 pub struct Router {
@@ -211,14 +237,23 @@ impl Router {
                 Some(t) => Some(new_target(&metrics, &app, t)?),
                 None => None,
             };
-            tracing::info!(app = %app, target = ?rec.active.as_ref().map(|t| &t.target), "route restored");
+            tracing::info!(app = %app, target = ?rec.active.as_ref().map(|t| &t.target),
+                maintenance = rec.maintenance.is_some(), "route restored");
+            let pause = rec
+                .maintenance
+                .as_ref()
+                .and_then(crate::maintenance::hold_gate);
+            let maintenance = rec
+                .maintenance
+                .map(|m| Arc::new(crate::maintenance::Active::new(m)));
             table = table.with(AppRoute {
                 name: Arc::from(app.as_str()),
                 hosts: rec.hosts,
                 active,
                 previous: rec.previous,
                 draining: Vec::new(),
-                pause: None,
+                pause,
+                maintenance,
                 health: rec.health,
                 drain_timeout: Duration::from_millis(rec.drain_timeout_ms),
                 metrics: metrics.app(&app),
@@ -252,6 +287,9 @@ impl Router {
                 match &route.pause {
                     Some(p) => (Arc::clone(route), Arc::clone(p)),
                     None => {
+                        if let Some(m) = &route.maintenance {
+                            return Admission::Maintenance(Arc::clone(route), Arc::clone(m));
+                        }
                         let Some(target) = &route.active else {
                             return Admission::NoTarget(Arc::clone(route));
                         };
@@ -264,6 +302,16 @@ impl Router {
             };
             let (route, gate) = pause;
             if !gate.wait().await {
+                // Held to the bound by a maintenance: its answer, not the
+                // pause's.
+                if let Some(m) = self
+                    .table
+                    .load()
+                    .lookup(host)
+                    .and_then(|r| r.maintenance.clone())
+                {
+                    return Admission::Maintenance(route, m);
+                }
                 return Admission::PauseExceeded(route, gate.retry_after_secs());
             }
         }
@@ -479,6 +527,8 @@ impl Router {
             previous: replaced.as_ref().map(|t| t.record()),
             draining,
             pause: old.and_then(|o| o.pause.clone()),
+            // A switch under maintenance keeps it: it is lifted on its own.
+            maintenance: old.and_then(|o| o.maintenance.clone()),
             health: c
                 .health
                 .or_else(|| old.map(|o| o.health.clone()))
@@ -541,6 +591,32 @@ impl Router {
             route.draining.retain(|t| !Arc::ptr_eq(t, target));
             self.table.store(Arc::new(table.with(route)));
         }
+    }
+
+    /// "Now" by the ledger's clock.
+    pub fn now(&self) -> time::OffsetDateTime {
+        (self.ledger.clock)()
+    }
+
+    /// Change one app's route: `f` edits a copy and returns its answer and
+    /// a pause gate to release once the new table is published (held
+    /// requests then re-read it). Persisted first, then published, like a
+    /// switch; serialised with every other change.
+    pub async fn update_route<R>(
+        &self,
+        app: &str,
+        f: impl FnOnce(&mut AppRoute) -> Result<(R, Option<Arc<Pause>>), AdminError>,
+    ) -> Result<R, AdminError> {
+        let _ops = self.ops.lock().await;
+        let table = self.table.load_full();
+        let mut route = AppRoute::clone(table.get(app).ok_or_else(|| not_found(app))?);
+        let (out, release) = f(&mut route)?;
+        self.ledger.save_route(app, route.record(), false)?;
+        self.table.store(Arc::new(table.with(route)));
+        if let Some(gate) = release {
+            gate.release();
+        }
+        Ok(out)
     }
 
     pub async fn pause(&self, a: PauseArgs) -> Result<AdminResult, AdminError> {
@@ -606,6 +682,7 @@ impl Router {
                     .map(|p| p.queued.load(Ordering::SeqCst))
                     .unwrap_or(0),
                 is_default: is_default.as_ref() == Some(&r.name),
+                maintenance: r.maintenance.as_ref().map(|m| m.record.clone()),
             })
             .collect();
         Ok(AdminResult::Routes { routes })

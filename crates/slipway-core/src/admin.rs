@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::{AnalysisReport, AnalysisSpec};
 use crate::ledger::{AppLedger, Deployment, Lock};
+use crate::maintenance::{Maintenance, MaintenanceOnArgs};
 use crate::notify::{Channels, DeliveryResult, Event, NotifyStatus};
 
 /// Health-check path used when a deploy does not name one.
@@ -283,6 +284,15 @@ pub struct AnalysisCancelArgs {
     pub reason: String,
 }
 
+/// `maintenance_off`: answer the app's requests from its release again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceOffArgs {
+    pub app: String,
+    /// Who lifts it, for the agent's log.
+    #[serde(default)]
+    pub by: String,
+}
+
 /// One request line on the admin socket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "verb", rename_all = "snake_case")]
@@ -323,6 +333,11 @@ pub enum AdminRequest {
     NotifyTest(AppArgs),
     /// Channels, queue and recent deliveries.
     NotifyStatus(AppArgs),
+    /// Answer every public request for the app with the maintenance page
+    /// (or hold it briefly first); kept in the ledger until lifted.
+    MaintenanceOn(MaintenanceOnArgs),
+    /// Lift maintenance mode: requests reach the app again.
+    MaintenanceOff(MaintenanceOffArgs),
 }
 
 impl AdminRequest {
@@ -343,7 +358,9 @@ impl AdminRequest {
             | Self::CertForget(_)
             | Self::NotifyConfigure(_)
             | Self::Notify(_)
-            | Self::AnalysisCancel(_) => true,
+            | Self::AnalysisCancel(_)
+            | Self::MaintenanceOn(_)
+            | Self::MaintenanceOff(_) => true,
             Self::Certs
             | Self::Routes
             | Self::LockStatus(_)
@@ -413,6 +430,14 @@ pub enum AdminResult {
         results: Vec<DeliveryResult>,
     },
     NotifyStatus(Box<NotifyStatus>),
+    /// `maintenance_on` / `maintenance_off`: the state now, and the one it
+    /// replaced or lifted (none when it was off).
+    Maintenance {
+        app: String,
+        maintenance: Option<Box<Maintenance>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<Box<Maintenance>>,
+    },
 }
 
 /// What happened in a switch.
@@ -448,6 +473,9 @@ pub struct RouteStatus {
     #[serde(default)]
     pub held: u32,
     pub is_default: bool,
+    /// Maintenance mode, while it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<Maintenance>,
 }
 
 /// One upstream and its live request count.
@@ -635,6 +663,20 @@ mod tests {
         };
         assert!(args.redirect_http);
         assert_eq!(args.hsts_max_age_secs, None);
+    }
+
+    #[test]
+    fn maintenance_verbs_parse_with_defaults_and_change_state() {
+        let on: AdminRequest =
+            serde_json::from_str(r#"{"verb":"maintenance_on","app":"web"}"#).expect("parses");
+        let AdminRequest::MaintenanceOn(args) = &on else {
+            panic!("not maintenance_on: {on:?}");
+        };
+        assert_eq!(args.mode, crate::maintenance::MaintenanceMode::Page);
+        assert!(on.changes_state());
+        let off: AdminRequest =
+            serde_json::from_str(r#"{"verb":"maintenance_off","app":"web"}"#).expect("parses");
+        assert!(off.changes_state());
     }
 
     #[test]

@@ -9,11 +9,13 @@
 //! - [`ledger`]: lock and deployment-history types kept by the agent.
 //! - [`analysis`]: the post-deploy analysis' request, report and verdicts.
 //! - [`notify`]: the event model and notification channels.
+//! - [`maintenance`]: maintenance mode's state and its admin request.
 
 pub mod admin;
 pub mod analysis;
 pub mod config;
 pub mod ledger;
+pub mod maintenance;
 pub mod migrate;
 pub mod notify;
 pub mod secret;

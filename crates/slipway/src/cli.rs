@@ -87,6 +87,9 @@ pub enum Command {
     /// Database snapshots (verified pg_dump archives): create, list, restore, prune
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Maintenance mode: the public gets a 503 maintenance page until you lift it
+    #[command(subcommand)]
+    Maintenance(MaintenanceCommand),
     /// Run a one-off command in the serving release's image, with its environment and secrets
     #[command(after_help = "Examples:\n  \
 slipway exec production -- events-server admin reindex\n  \
@@ -188,7 +191,7 @@ pub struct ManArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Steps: preflight, provision + lock, build, database, snapshot, migrate, start, switch, watch, retire.\n\
+    after_help = "Steps: preflight, provision + lock, build, database, snapshot, (maintenance with --maintenance,) migrate, start, switch, watch, retire.\n\
 On failure, what the deploy did is undone and traffic stays on (or returns to) the previous release.\n\
 Exit codes: 0 deployed; 1 failed (see the step and hint); 2 bad configuration; 3 lock held; 4 engine unreachable."
 )]
@@ -204,9 +207,65 @@ pub struct DeployArgs {
     /// Do not snapshot or migrate the database
     #[arg(long)]
     pub skip_migrations: bool,
+    /// Put the environment in maintenance mode for the migration (which gets
+    /// deployment.maintenance.migration_timeout) and lift it after the switch
+    #[arg(long, conflicts_with = "skip_migrations")]
+    pub maintenance: bool,
     /// Answer yes to confirmations
     #[arg(long, short)]
     pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+#[command(
+    after_help = "While it is on, the host's agent answers every public request for the \
+environment itself: 503 with Retry-After and Cache-Control: no-store, an HTML page for browsers and \
+{\"error\": \"maintenance\"} JSON for the rest; the release sees no traffic. The agent's own health \
+checks still reach the slots, so deploys and rollbacks work meanwhile. It survives agent restarts and \
+upgrades, and stays on until lifted.\n\n\
+`slipway deploy <env> --maintenance` puts it on just before a long migration and lifts it after \
+the switch (or once a failed deploy's undo has traffic on a healthy release).\n\n\
+Examples:\n  \
+slipway maintenance on production --message \"Database upgrade, back at 10:00 UTC\" --retry-after 10m\n  \
+slipway maintenance on production --hold --hold-max 20s   # hold requests briefly instead\n  \
+slipway maintenance off production\n\
+Exit codes: 0 ok; 1 failed (nothing deployed, agent refused); 2 bad input; \
+3 a running deploy put it on (off without --force); 4 engine unreachable."
+)]
+pub enum MaintenanceCommand {
+    /// Answer every request with 503 and the maintenance page (or --hold requests briefly first)
+    On(MaintenanceOnFlags),
+    /// Lift it: the serving release gets the requests again
+    Off(MaintenanceOffFlags),
+    /// Whether it is on, since when, by whom (also in `slipway status`)
+    Status(EnvArg),
+}
+
+#[derive(Debug, Args)]
+pub struct MaintenanceOnFlags {
+    /// Environment name (e.g. production)
+    pub env: String,
+    /// Hold new requests (up to --hold-max) instead of answering at once; those still held then get the page
+    #[arg(long)]
+    pub hold: bool,
+    /// How long --hold holds a request (default 30s, at most 10m)
+    #[arg(long, value_name = "DURATION", requires = "hold")]
+    pub hold_max: Option<String>,
+    /// Retry-After sent to clients (default: deployment.maintenance.retry_after, 60s)
+    #[arg(long, value_name = "DURATION")]
+    pub retry_after: Option<String>,
+    /// Plain text shown on the page (default: deployment.maintenance.message)
+    #[arg(long, value_name = "TEXT")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MaintenanceOffFlags {
+    /// Environment name (e.g. production)
+    pub env: String,
+    /// Lift it although the running deploy that put it on has not finished its migration
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -60,6 +60,8 @@ pub async fn handle(agent: &std::sync::Arc<Agent>, req: AdminRequest) -> AdminRe
         AdminRequest::Notify(a) => agent.notifier.queue(&a.app, a.event),
         AdminRequest::NotifyTest(a) => agent.notifier.test(&a.app).await,
         AdminRequest::NotifyStatus(a) => agent.notifier.status(&a.app),
+        AdminRequest::MaintenanceOn(a) => crate::maintenance::on(&agent.router, a).await,
+        AdminRequest::MaintenanceOff(a) => crate::maintenance::off(&agent.router, a).await,
     };
     match result {
         Ok(result) => AdminResponse::Ok { result },

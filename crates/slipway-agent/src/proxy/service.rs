@@ -66,6 +66,11 @@ pub async fn handle(
             done.route = Some(route);
             Some(ProxyError::Paused { retry_after_secs })
         }
+        Admission::Maintenance(route, active) => {
+            done.route = Some(route);
+            let accept = req.headers().get(header::ACCEPT);
+            return Ok(maintenance(done, &active, accept, http1));
+        }
     };
     if let Some(e) = error {
         return Ok(fail(done, e, http1));
@@ -137,6 +142,30 @@ fn release_header(name: &HeaderName, value: &HeaderValue) -> (HeaderName, Header
         *cached = Some(own.clone());
         own
     })
+}
+
+/// The maintenance answer: 503, `Retry-After`, never cached, the page.
+fn maintenance(
+    mut done: Finish,
+    active: &crate::maintenance::Active,
+    accept: Option<&HeaderValue>,
+    http1: bool,
+) -> Response<ProxyBody> {
+    done.metrics().maintenance_answered();
+    let (body, content_type) = active.answer(accept);
+    done.status = StatusCode::SERVICE_UNAVAILABLE.as_u16();
+    done.error = Some("maintenance");
+    done.bytes = body.len() as u64;
+    let mut resp = Response::new(ProxyBody::local(body));
+    *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::RETRY_AFTER, active.retry_after.clone());
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if http1 && done.proxy.closing() {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// Answer a failed request ourselves.

@@ -8,6 +8,7 @@ mod analysis;
 mod drain;
 mod isolation;
 mod ledger;
+mod maintenance;
 mod notify;
 mod routing;
 mod switch;

@@ -568,6 +568,7 @@ fn semantic_checks(settings: &Settings, tree: &Node, root: &Path, problems: &mut
     https_checks(settings, root, &origin_of, problems);
     super::notify_checks::check(settings, &origin_of, problems);
     super::hooks::check(&settings.hooks, root, &origin_of, problems);
+    maintenance_checks(settings, &origin_of, problems);
     for (pointer, d) in [
         ("/health/interval", &settings.health.interval),
         ("/health/timeout", &settings.health.timeout),
@@ -579,6 +580,67 @@ fn semantic_checks(settings: &Settings, tree: &Node, root: &Path, problems: &mut
                 format!("`{}` must be longer than zero", validate::dotted(pointer)),
             ));
         }
+    }
+}
+
+/// `deployment.maintenance`: values the agent accepts, and a migration
+/// timeout that really is the longer one.
+fn maintenance_checks(
+    settings: &Settings,
+    origin_of: &dyn Fn(&str) -> Origin,
+    problems: &mut Vec<Problem>,
+) {
+    use crate::maintenance::{MAX_MESSAGE_CHARS, MAX_RETRY_AFTER_SECS};
+    let m = &settings.deployment.maintenance;
+    if m.migration_timeout.0.is_zero() {
+        problems.push(
+            Problem::error(
+                origin_of("/deployment/maintenance/migration_timeout"),
+                "`deployment.maintenance.migration_timeout` must be longer than zero",
+            )
+            .expected("a duration such as 30m"),
+        );
+    }
+    let retry = m.retry_after.0.as_secs();
+    if retry == 0 || retry > MAX_RETRY_AFTER_SECS {
+        problems.push(
+            Problem::error(
+                origin_of("/deployment/maintenance/retry_after"),
+                format!(
+                    "`deployment.maintenance.retry_after` is {}, outside 1s..24h",
+                    super::schema::format_duration(m.retry_after.0)
+                ),
+            )
+            .expected("whole seconds from 1s to 24h, such as 60s"),
+        );
+    }
+    if let Some(message) = &m.message {
+        let chars = message.chars().count();
+        if chars > MAX_MESSAGE_CHARS || message.chars().any(|c| c.is_control() && c != '\n') {
+            problems.push(
+                Problem::error(
+                    origin_of("/deployment/maintenance/message"),
+                    format!(
+                        "`deployment.maintenance.message` must be plain text of at most \
+                         {MAX_MESSAGE_CHARS} characters (it has {chars})"
+                    ),
+                )
+                .hint("say briefly what happens and when the service is back"),
+            );
+        }
+    }
+    if let Some(ordinary) = &settings.database.migration.statement_timeout
+        && ordinary.0 > m.migration_timeout.0
+    {
+        problems.push(
+            Problem::warning(
+                origin_of("/deployment/maintenance/migration_timeout"),
+                "`deployment.maintenance.migration_timeout` is shorter than \
+                 `database.migration.statement_timeout`: a `deploy --maintenance` migration \
+                 would get less time than an ordinary one",
+            )
+            .hint("raise migration_timeout (default 30m) above the ordinary statement_timeout"),
+        );
     }
 }
 

@@ -236,6 +236,9 @@ pub struct Deployment {
     /// The post-deploy analysis the host's agent runs after every switch.
     #[serde(default)]
     pub analysis: Analysis,
+    /// Maintenance mode: `slipway maintenance on|off` and `deploy --maintenance`.
+    #[serde(default)]
+    pub maintenance: MaintenanceSettings,
     /// Releases (images) kept for rollback.
     #[serde(default = "default_keep_releases")]
     #[schemars(range(min = 1, max = 50))]
@@ -417,6 +420,43 @@ fn default_p95_factor() -> f64 {
 }
 fn default_p95_floor() -> DurationText {
     DurationText(Duration::from_millis(50))
+}
+
+/// `deployment.maintenance`: how the public is answered while the app is in
+/// maintenance, and how long a `deploy --maintenance` migration may take.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceSettings {
+    /// `statement_timeout` and `lock_timeout` of a `deploy --maintenance`
+    /// migration (in place of `database.migration.*`, sized for live
+    /// traffic): long enough for the migration, short enough that one stuck
+    /// statement cannot keep the site down for ever.
+    #[serde(default = "default_maintenance_migration_timeout")]
+    pub migration_timeout: DurationText,
+    /// `Retry-After` sent with the maintenance page (1s to 24h).
+    #[serde(default = "default_maintenance_retry_after")]
+    pub retry_after: DurationText,
+    /// Plain text shown on the page (at most 500 characters); unset shows a
+    /// generic "down for maintenance" line.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+impl Default for MaintenanceSettings {
+    fn default() -> Self {
+        Self {
+            migration_timeout: default_maintenance_migration_timeout(),
+            retry_after: default_maintenance_retry_after(),
+            message: None,
+        }
+    }
+}
+
+fn default_maintenance_migration_timeout() -> DurationText {
+    dur(30 * 60)
+}
+fn default_maintenance_retry_after() -> DurationText {
+    dur(60)
 }
 
 /// `notifications`: where deploy and analysis events go. Every event is
@@ -737,6 +777,7 @@ impl Default for Deployment {
             drain_timeout: default_drain_timeout(),
             watch_window: default_watch_window(),
             analysis: Analysis::default(),
+            maintenance: MaintenanceSettings::default(),
             keep_releases: default_keep_releases(),
         }
     }

@@ -115,6 +115,9 @@ pub struct RouteRecord {
     #[serde(default)]
     pub health: HealthCheck,
     pub drain_timeout_ms: u64,
+    /// Maintenance mode, while it is on (see [`crate::maintenance`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<crate::maintenance::Maintenance>,
 }
 
 /// One upstream: address plus the release it serves.

@@ -38,6 +38,10 @@ pub enum EventKind {
     LatencyRegression,
     HealthFailing,
     StaleLockTakenOver,
+    /// Maintenance mode went on: the public gets the maintenance page.
+    MaintenanceOn,
+    /// Maintenance mode was lifted: requests reach the release again.
+    MaintenanceOff,
     /// `slipway notify test`.
     Test,
 }
@@ -56,6 +60,8 @@ impl EventKind {
             Self::LatencyRegression => "analysis.latency_regression",
             Self::HealthFailing => "analysis.health_failing",
             Self::StaleLockTakenOver => "lock.stale_taken_over",
+            Self::MaintenanceOn => "maintenance.on",
+            Self::MaintenanceOff => "maintenance.off",
             Self::Test => "notify.test",
         }
     }

@@ -27,6 +27,7 @@ pub fn run(args: &DeployArgs, global: &GlobalArgs, printer: &Printer) -> Result<
         let opts = DeployOptions {
             git_ref: args.git_ref.clone(),
             skip_migrations: args.skip_migrations,
+            maintenance: args.maintenance,
         };
         match pipeline::deploy(&t, &opts, &mut progress).await {
             Ok(report) => {
@@ -113,6 +114,10 @@ async fn dry_run(t: &Target, args: &DeployArgs, printer: &Printer) -> Result<(),
             .into_iter()
             .map(|(point, what)| (point.key().to_string(), json!(what)))
             .collect::<serde_json::Map<_, _>>(),
+        "maintenance": args.maintenance.then(|| json!({
+            "migration_timeout": String::from(s.deployment.maintenance.migration_timeout.clone()),
+            "retry_after": String::from(s.deployment.maintenance.retry_after.clone()),
+        })),
         "url": t.public_url("/"),
     });
     if printer.json() {
@@ -157,6 +162,12 @@ async fn dry_run(t: &Target, args: &DeployArgs, printer: &Printer) -> Result<(),
                 ", after a snapshot"
             }
         ));
+        if args.maintenance {
+            printer.line(format!(
+                "  maintenance on before the migration (statement/lock timeout {}), lifted after the switch",
+                String::from(s.deployment.maintenance.migration_timeout.clone())
+            ));
+        }
         printer.line(format!(
             "  switch      when {} passes {}× through the agent, then watch {}",
             s.health.path,

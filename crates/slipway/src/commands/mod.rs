@@ -12,6 +12,7 @@ mod history;
 mod init;
 mod lock;
 mod logs;
+mod maintenance;
 mod man;
 mod migrate;
 mod notify;
@@ -48,6 +49,7 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<(), CliError> {
         Command::Destroy(args) => destroy::run(&args, &cli.global, printer),
         Command::Completions(args) => completions::run(&args),
         Command::Man(args) => man::run(&args, printer),
+        Command::Maintenance(cmd) => maintenance::run(&cmd, &cli.global, printer),
     }
 }
 

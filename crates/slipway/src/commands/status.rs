@@ -1,7 +1,7 @@
 //! `slipway status <env>`: what runs where, in the deployment-state shape
 //! (`current_deployment`, `previous_deployment`, `deployment_history`,
-//! `lock`) plus the live route and health. Repairs an interrupted deploy
-//! first, like `deploy` does.
+//! `lock`) plus the live route, health and maintenance mode. Repairs an
+//! interrupted deploy first, like `deploy` does.
 
 use serde_json::{Value, json};
 use slipway_core::config::SecretsNeed;
@@ -25,7 +25,16 @@ pub fn run(env: &str, global: &crate::cli::GlobalArgs, printer: &Printer) -> Res
             .ledger()
             .await
             .map_err(|e| step_error(Exit::Unavailable, e))?;
-        let health = live_health(&t).await;
+        let maintenance = crate::pipeline::maintenance::current(ledger.as_ref()).cloned();
+        let mut health = live_health(&t).await;
+        if let (Some(m), Some((status, detail))) = (&maintenance, health.as_mut()) {
+            // The public port answers the page, whatever the release's health.
+            *status = "maintenance".into();
+            *detail = format!(
+                "the public port answers 503 with the maintenance page, Retry-After {}s",
+                m.retry_after_secs
+            );
+        }
         let lock_json = match ledger.as_ref().and_then(|l| l.lock.clone()) {
             Some(l) => {
                 let mut v = serde_json::to_value(&l).unwrap_or(Value::Null);
@@ -64,6 +73,14 @@ pub fn run(env: &str, global: &crate::cli::GlobalArgs, printer: &Printer) -> Res
             "lock": lock_json,
             "route": ledger.as_ref().and_then(|l| l.route.clone()),
             "analysis": analysis,
+            "maintenance": maintenance.as_ref().map(|m| {
+                let mut v = serde_json::to_value(m).unwrap_or(Value::Null);
+                v["on"] = json!(true);
+                v["left_by_interrupted_deploy"] = json!(ledger
+                    .as_ref()
+                    .and_then(crate::pipeline::maintenance::left_by_interrupted_deploy));
+                v
+            }).unwrap_or_else(|| json!({ "on": false })),
             "url": t.public_url("/"),
         });
         if printer.json() {
@@ -85,6 +102,13 @@ pub fn run(env: &str, global: &crate::cli::GlobalArgs, printer: &Printer) -> Res
             "{} {} on {}",
             t.config.settings.app.name, t.config.environment, t.engine.host
         ));
+        for (i, line) in crate::pipeline::maintenance::describe(&t, &ledger)
+            .iter()
+            .enumerate()
+        {
+            let label = if i == 0 { "MAINTENANCE" } else { "" };
+            printer.line(format!("  {label:<11} {line}"));
+        }
         match &ledger.current_deployment {
             Some(d) => printer.line(format!(
                 "  current   {} ({} slot), deployed {} by {}",

@@ -404,8 +404,9 @@ fn version_text(v: &VersionInfo) -> String {
     }
 }
 
-/// What must survive an upgrade of each route: where traffic goes and where
-/// it went before (not the in-flight counts or drains of one agent).
+/// What must survive an upgrade of each route: where traffic goes, where it
+/// went before, and whether it is paused or in maintenance (not the
+/// in-flight counts or drains of one agent).
 pub fn route_essentials(routes: &[RouteStatus]) -> Vec<Value> {
     let target = |t: &Option<slipway_core::admin::TargetStatus>| {
         t.as_ref()
@@ -417,6 +418,7 @@ pub fn route_essentials(routes: &[RouteStatus]) -> Vec<Value> {
             serde_json::json!({
                 "app": r.app, "hosts": r.hosts, "active": target(&r.active),
                 "previous": target(&r.previous), "paused": r.paused,
+                "maintenance": r.maintenance.is_some(),
             })
         })
         .collect();
@@ -792,6 +794,7 @@ mod tests {
             paused: false,
             held: 0,
             is_default: true,
+            maintenance: None,
         }
     }
 

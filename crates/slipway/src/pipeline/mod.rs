@@ -26,6 +26,7 @@ pub mod gateway;
 pub mod hooks;
 pub mod http_probe;
 pub mod lock;
+pub mod maintenance;
 pub mod progress;
 pub mod provision;
 pub mod record;
@@ -57,6 +58,8 @@ use slipway_core::notify::{EventKind, Severity};
 pub struct DeployOptions {
     pub git_ref: Option<String>,
     pub skip_migrations: bool,
+    /// Maintenance mode from the migrate step to the switch.
+    pub maintenance: bool,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -100,7 +103,7 @@ pub async fn deploy(
         ..Run::default()
     };
     let result = run(t, opts, progress, &mut state).await;
-    let failure = match result {
+    let mut failure = match result {
         Ok(mut report) => {
             let facts = hooks::Facts::new(
                 t,
@@ -155,6 +158,18 @@ pub async fn deploy(
             "removed the new release's container {}",
             t.names.slot(slot)
         ));
+    }
+    let about = events::About {
+        release: state.release.as_ref().map(|r| r.id.clone()),
+        previous_release: state.previous.clone(),
+        deployment_id: Some(state.id.clone()),
+    };
+    let safe = !state.switched || rolled_back;
+    if let Some(more) =
+        maintenance::after_failure(t, progress, &mut state.maintenance, safe, &about).await
+    {
+        let hint = failure.1.hint.take();
+        failure.1.hint = Some(hint.map_or(more.clone(), |h| format!("{h}\n  {more}")));
     }
     if let Some(release) = &state.release {
         let mut extra = BTreeMap::new();
@@ -226,6 +241,7 @@ struct Run {
     /// at the route).
     switched_back_by_agent: bool,
     analysis: Option<slipway_core::analysis::AnalysisReport>,
+    maintenance: maintenance::InDeploy,
 }
 
 type Failed = (String, StepError);
@@ -340,6 +356,9 @@ async fn run(
             analysis::clock(running.spec.window_ms)
         ));
     }
+    state.maintenance = maintenance::at_lock(t, ledger.as_ref(), opts.maintenance, &|n: &str| {
+        progress.note(n)
+    });
     let active = Target::active_slot(ledger.as_ref());
     state.previous = ledger
         .as_ref()
@@ -524,6 +543,34 @@ async fn run(
         }
     }
 
+    // 6b. `--maintenance`: the public gets the maintenance page from here
+    // to the switch, and the migration gets its own, longer timeouts.
+    if opts.maintenance {
+        let s = Instant::now();
+        let nothing = matches!(pending, Some(Pending::Nothing { .. }));
+        let serving = state.previous.is_some();
+        let detail = maintenance::before_migrate(
+            t,
+            progress.printer(),
+            &mut state.maintenance,
+            &state.id,
+            nothing,
+            serving,
+            &about,
+        )
+        .await
+        .map_err(at("maintenance"))?;
+        progress.done("maintenance", s, true, detail);
+    }
+    let extended = state
+        .maintenance
+        .owned
+        .map(|_| maintenance::extended_timeouts(&t.config));
+    let migrate_ctx = TaskContext {
+        config: extended.as_ref().unwrap_or(&t.config),
+        ..ctx
+    };
+
     // 7. migrate, with the new release's migrations, next to the database
     // (no container at all when nothing is pending).
     let mut migrations = json!(null);
@@ -543,7 +590,7 @@ async fn run(
     } else if pending.is_some() {
         let s = Instant::now();
         let report = tasks::migrate(
-            &ctx,
+            &migrate_ctx,
             &tools_image,
             &migrations_dir,
             MigrateAction::Up { limit: None },
@@ -637,9 +684,22 @@ async fn run(
         .map_err(at("switch"))?;
     state.switched = true;
     let switched_after = command_started.elapsed();
-    watch::confirm(t, &client, &release.id)
-        .await
-        .map_err(at("switch"))?;
+    let lift = Instant::now();
+    if let Some(secs) =
+        maintenance::lift_owned(t, progress.printer(), &mut state.maintenance, &about)
+            .await
+            .map_err(at("switch"))?
+    {
+        let detail = format!("lifted at the switch, after {secs:.1}s: the new release serves");
+        progress.done("maintenance", lift, true, detail);
+    }
+    if state.maintenance.kept {
+        progress.note("maintenance mode stays on: the public port answers its page, so only the agent's health check confirmed the release");
+    } else {
+        watch::confirm(t, &client, &release.id)
+            .await
+            .map_err(at("switch"))?;
+    }
     if gateway::is_used(t) {
         gateway::route(t).await.map_err(at("switch"))?;
     }
@@ -731,6 +791,13 @@ async fn run(
         };
         progress.done("watch", s, true, detail);
         analysis_report = seen;
+    } else if state.maintenance.kept {
+        progress.done(
+            "watch",
+            s,
+            true,
+            "skipped: maintenance mode is on, the public port answers its page",
+        );
     } else {
         let client = http_probe::client();
         let outcome = watch::watch(t, &client, &release.id, stay, baseline)

@@ -9,6 +9,9 @@
 //!   slot), that release passed the agent's health check and is serving, so
 //!   it is recorded as the current deployment rather than yanked away; its
 //!   watch window is what was lost, and the note says so.
+//! - Maintenance mode the interrupted deploy put on stays on (the public
+//!   keeps getting the page): the schema may be half-migrated, so only the
+//!   operator, or the next `deploy --maintenance`, lifts it; the note says so.
 //! - A one-off migrate container whose command died is settled (see
 //!   `tasks::settle_leftover_migrations`): a migration still running there
 //!   holds the migration lock, so `deploy` and `rollback` wait for it (up to
@@ -100,6 +103,18 @@ async fn interrupted_deploy(t: &Target) -> Result<Vec<String>, StepError> {
             ));
             mark_failed(t, &ledger, &held.deployment_id).await?;
         }
+    }
+    if let Some(m) = super::maintenance::current(Some(&ledger))
+        .filter(|m| m.deployment_id.as_deref() == Some(held.deployment_id.as_str()))
+    {
+        notes.push(format!(
+            "it had put maintenance mode on ({}); it stays ON and the public still gets the \
+             maintenance page. Check the serving release (`slipway status {env}`), then lift it: \
+             {lift} (a `deploy --maintenance` takes it over and lifts it after its switch)",
+            m.describe(),
+            env = t.config.environment,
+            lift = super::maintenance::lift_command(t)
+        ));
     }
     lock::release_force(t, &held.lock_id).await?;
     notes.push("released its lock".into());

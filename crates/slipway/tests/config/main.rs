@@ -488,7 +488,7 @@ fn precedence_cli_over_process_over_env_file_over_sections() {
         s["deployment.public_port"]["origin"]
             .as_str()
             .unwrap()
-            .ends_with("deployment.yml:92:20")
+            .ends_with("deployment.yml:97:20")
     );
     assert_eq!(s["deployment.watch_window"]["value"], "\"60s\"");
     assert_eq!(v["app_env"]["JWT_SECRET"]["value"], "[redacted]");
@@ -785,5 +785,57 @@ fn hooks_are_checked_at_validate_with_positions_and_never_interpolated() {
         show.stdout.contains("deploy/hooks/post-deploy --notify"),
         "{}",
         show.stdout
+    );
+}
+
+#[test]
+fn maintenance_settings_are_checked_and_a_shorter_migration_timeout_is_warned() {
+    let dir = initialised_repo();
+    let run = slipway(
+        dir.path(),
+        &[
+            "--set",
+            "deployment.maintenance.retry_after=0s",
+            "--set",
+            "deployment.maintenance.migration_timeout=0s",
+            "config",
+            "validate",
+            "production",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("`deployment.maintenance.retry_after` is 0s, outside 1s..24h"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("`deployment.maintenance.migration_timeout` must be longer than zero"),
+        "{}",
+        run.stderr
+    );
+    let run = slipway(
+        dir.path(),
+        &[
+            "--set",
+            "database.migration.statement_timeout=1h",
+            "--set",
+            "deployment.maintenance.migration_timeout=10m",
+            "config",
+            "validate",
+            "production",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stderr.contains(
+            "a `deploy --maintenance` migration would get less time than an ordinary one"
+        ),
+        "{}",
+        run.stderr
     );
 }

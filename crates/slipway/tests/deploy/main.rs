@@ -10,6 +10,7 @@ mod harness;
 mod hooks;
 mod https;
 mod load;
+mod maintenance;
 mod migrations;
 
 use std::io::{BufRead, BufReader};
