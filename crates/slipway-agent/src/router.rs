@@ -164,6 +164,18 @@ impl RouteTable {
         }
     }
 
+    fn without(&self, app: &str) -> Self {
+        Self {
+            routes: self
+                .routes
+                .iter()
+                .filter(|r| &*r.name != app)
+                .cloned()
+                .collect(),
+            hosts_only: self.hosts_only,
+        }
+    }
+
     fn with(&self, route: AppRoute) -> Self {
         let mut routes: Vec<_> = self
             .routes
@@ -617,6 +629,20 @@ impl Router {
             gate.release();
         }
         Ok(out)
+    }
+
+    /// Removes an app's route and its ledger entry: its environment is
+    /// gone. Its requests get "no route" from now on (on the host's entry
+    /// point, the unknown-host answer). Idempotent.
+    pub async fn forget(&self, app: &str) -> Result<AdminResult, AdminError> {
+        let _ops = self.ops.lock().await;
+        let table = self.table.load_full();
+        self.ledger.forget_app(app)?;
+        if table.get(app).is_some() {
+            self.table.store(Arc::new(table.without(app)));
+            tracing::info!(app = %app, "route forgotten");
+        }
+        self.routes()
     }
 
     pub async fn pause(&self, a: PauseArgs) -> Result<AdminResult, AdminError> {

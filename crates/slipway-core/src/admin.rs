@@ -338,6 +338,9 @@ pub enum AdminRequest {
     MaintenanceOn(MaintenanceOnArgs),
     /// Lift maintenance mode: requests reach the app again.
     MaintenanceOff(MaintenanceOffArgs),
+    /// Remove the app's route and its ledger entry (the environment is
+    /// destroyed); answers the routes left.
+    RouteForget(AppArgs),
 }
 
 impl AdminRequest {
@@ -360,7 +363,8 @@ impl AdminRequest {
             | Self::Notify(_)
             | Self::AnalysisCancel(_)
             | Self::MaintenanceOn(_)
-            | Self::MaintenanceOff(_) => true,
+            | Self::MaintenanceOff(_)
+            | Self::RouteForget(_) => true,
             Self::Certs
             | Self::Routes
             | Self::LockStatus(_)

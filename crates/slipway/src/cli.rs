@@ -108,7 +108,9 @@ Exit codes: the command's own; 1, 2, 4 as for every command when it could not st
 containers, the agent's state (lock, history, notification queue), the network and the \
 database container. Keeps the database volume and the snapshots, so the next \
 `slipway deploy` finds the data again, unless --delete-data. Images are kept (the app's \
-other environments may use them). Refuses while a deploy holds the lock.\n\
+other environments may use them). On a host's shared entry point (deployment.hostnames), \
+its hostnames are no longer routed and their certificates no longer renewed. Refuses while a \
+deploy holds the lock.\n\
 Exit codes: 0 removed; 1 failed; 2 bad input; 3 lock held or not confirmed; 4 engine unreachable."
     )]
     Destroy(DestroyArgs),

@@ -23,6 +23,7 @@ pub async fn handle(agent: &std::sync::Arc<Agent>, req: AdminRequest) -> AdminRe
         AdminRequest::Pause(a) => agent.router.pause(a).await,
         AdminRequest::Resume(a) => agent.router.resume(a.app).await,
         AdminRequest::Routes => agent.router.routes(),
+        AdminRequest::RouteForget(a) => agent.router.forget(&a.app).await,
         AdminRequest::LockAcquire(a) => agent.ledger.lock_acquire(a),
         AdminRequest::LockRenew(a) => agent.ledger.lock_renew(a),
         AdminRequest::LockRelease(a) => agent.ledger.lock_release(a),

@@ -215,6 +215,14 @@ impl Ledger {
         })
     }
 
+    /// Drops everything kept for `app` (route, lock, history).
+    pub fn forget_app(&self, app: &str) -> Result<(), AdminError> {
+        self.store.update(|f| {
+            f.apps.remove(app);
+            Ok::<_, AdminError>(())
+        })
+    }
+
     pub fn routes(&self) -> Vec<(String, RouteRecord)> {
         self.store.read(|f| {
             f.apps

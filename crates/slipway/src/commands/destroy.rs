@@ -48,6 +48,25 @@ pub fn run(args: &DestroyArgs, global: &GlobalArgs, printer: &Printer) -> Result
             }
             return Err(refused);
         }
+        // The host's entry point lets go of the hostnames first, so they
+        // never route to an edge that is gone.
+        let entry_point = if gateway::is_used(&t) {
+            match gateway::forget(&t).await {
+                Ok(hosts) if hosts.is_empty() => None,
+                Ok(hosts) => Some(format!(
+                    "the host's entry point no longer routes {} (their certificates are no longer served or renewed)",
+                    hosts.join(", ")
+                )),
+                Err(e) => Some(format!(
+                    "warning: the host's entry point still routes {} ({}); it answers 502 for them until `{}` is deployed again",
+                    t.config.settings.deployment.all_hostnames().join(", "),
+                    e.message,
+                    args.env
+                )),
+            }
+        } else {
+            None
+        };
         let removed = teardown::apply(&t, &plan).await;
         if removed.is_err()
             && let Some(id) = &lock_id
@@ -69,13 +88,6 @@ pub fn run(args: &DestroyArgs, global: &GlobalArgs, printer: &Printer) -> Result
             ));
             err
         })?;
-        let entry_point = gateway::is_used(&t).then(|| {
-            format!(
-                "the host's entry point still holds certificates for {}; it answers 502 for them until `{}` is deployed again",
-                t.config.settings.deployment.all_hostnames().join(", "),
-                args.env
-            )
-        });
         if printer.json() {
             printer.json_value(&json!({
                 "environment": args.env,

@@ -293,6 +293,31 @@ pub async fn route(t: &Target) -> Result<bool, StepError> {
     Ok(true)
 }
 
+/// The environment is destroyed: the gateway stops routing its hostnames
+/// (they get the unknown-host answer, not a 502 from a missing edge) and
+/// stops serving and renewing their certificates. Returns the hostnames
+/// let go; none when there is no gateway on this engine.
+pub async fn forget(t: &Target) -> Result<Vec<String>, StepError> {
+    if t.engine.inspect(&GatewayNames::of(t).agent).await.is_none() {
+        return Ok(Vec::new());
+    }
+    let gateway = client(t);
+    gateway
+        .call(&AdminRequest::RouteForget(slipway_core::admin::AppArgs {
+            app: t.names.route(),
+        }))
+        .await?;
+    let hosts = t.config.settings.deployment.all_hostnames();
+    for host in &hosts {
+        gateway
+            .call(&AdminRequest::CertForget(slipway_core::admin::HostArgs {
+                host: host.clone(),
+            }))
+            .await?;
+    }
+    Ok(hosts)
+}
+
 /// Certificates of this environment's hostnames, as the gateway serves them.
 pub async fn certs(t: &Target) -> Result<Vec<CertInfo>, StepError> {
     let hosts = t.config.settings.deployment.all_hostnames();

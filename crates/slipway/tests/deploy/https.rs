@@ -232,6 +232,35 @@ fn two_apps_on_one_host_get_https_and_one_deploys_without_failing_the_others_req
         "{}",
         run.all()
     );
+    // b is destroyed while a is under load: the entry point lets b's name
+    // go (no route to a missing edge, no certificate renewed for nobody).
+    let run = b.slipway(&["destroy", &b.env, "--yes"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stderr.contains(&format!("no longer routes {host_b}")),
+        "{}",
+        run.all()
+    );
+    let routes = Command::new("docker")
+        .args(["exec", &entry, "slipway-agent", "ctl", "routes"])
+        .output()
+        .expect("ctl routes");
+    let routes = String::from_utf8_lossy(&routes.stdout);
+    assert!(
+        !routes.contains(&format!("{}-{}", b.name, b.env)),
+        "{routes}"
+    );
+    assert!(
+        routes.contains(&format!("{}-{}", a.name, a.env)),
+        "{routes}"
+    );
+    let (out, err) = curl(
+        &host_b,
+        https_port,
+        &format!("https://{host_b}:{https_port}/health"),
+        &["--cacert", custom_root.to_str().expect("utf-8")],
+    );
+    assert!(!out.contains(" 200") && !out.contains(" 502"), "{out}{err}");
     let (ok, failed, errors) = load.finish();
     assert!(ok > 100, "the load ran: {ok} ok");
     assert_eq!(
@@ -240,7 +269,9 @@ fn two_apps_on_one_host_get_https_and_one_deploys_without_failing_the_others_req
     );
     // a still serves the same certificate (the entry point kept it).
     assert!(served_issuer(&host_a, https_port, &root).contains("Pebble"));
-    eprintln!("a under load during b's two deploys and rollback: {ok} requests, {failed} failed");
+    eprintln!(
+        "a under load during b's two deploys, rollback and destroy: {ok} requests, {failed} failed"
+    );
 }
 
 /// Removes this test's entry point (its containers, network and volume).
