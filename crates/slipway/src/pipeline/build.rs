@@ -147,3 +147,31 @@ async fn stream_lines(child: &mut tokio::process::Child, on_line: &dyn Fn(&str))
     }
     tail.into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_build_commands_lines_arrive_as_they_come_and_its_tail_is_kept() {
+        let mut child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg("for i in $(seq 1 20); do echo out $i; echo err $i >&2; done; printf 'no newline'")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sh");
+        let seen = std::cell::RefCell::new(Vec::new());
+        let tail = stream_lines(&mut child, &|l| seen.borrow_mut().push(l.to_string())).await;
+        assert!(child.wait().await.expect("wait").success());
+        let seen = seen.into_inner();
+        assert_eq!(seen.len(), 41, "{seen:?}");
+        assert!(seen.contains(&"err 20".to_string()) && seen.contains(&"no newline".to_string()));
+        assert_eq!(tail.len(), TAIL_LINES);
+        assert!(tail.contains(&"no newline".to_string()), "{tail:?}");
+        // Each stream keeps its own order.
+        let outs: Vec<&String> = seen.iter().filter(|l| l.starts_with("out")).collect();
+        assert_eq!(outs.first().map(|s| s.as_str()), Some("out 1"));
+        assert_eq!(outs.last().map(|s| s.as_str()), Some("out 20"));
+    }
+}

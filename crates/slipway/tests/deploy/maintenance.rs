@@ -222,4 +222,47 @@ fn maintenance_on_off_and_a_deploy_behind_it_that_lifts_it_after_the_switch_or_t
         (200, release_b.as_str())
     );
     assert_eq!(app.status_json()["maintenance"]["on"], false);
+
+    // A `deploy --maintenance` killed (SIGKILL) while its migration runs
+    // leaves maintenance on, says so, and the next `deploy --maintenance`
+    // takes it over and lifts it after its switch: never silently.
+    app.commit_file(
+        "migrations/0006_broken.up.sql",
+        "SELECT pg_sleep(4);\n",
+        "a slow migration instead",
+    );
+    let release_c = app.head();
+    let mut child = app.spawn(&["deploy", &app.env, "--maintenance"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !get(app.port, "/version").is_ok_and(|a| a.maintenance) {
+        assert!(std::time::Instant::now() < deadline, "the page never came");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let status = app.status_json();
+    assert_eq!(status["maintenance"]["on"], true, "{status}");
+    // Names the deploy that left it on.
+    assert!(
+        status["maintenance"]["left_by_interrupted_deploy"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("dep_")),
+        "{status}"
+    );
+    assert!(get(app.port, "/version").expect("answer").maintenance);
+    let resumed = app.slipway(&["deploy", &app.env, "--maintenance"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.all());
+    assert!(
+        resumed.stderr.contains("left by an interrupted deploy"),
+        "{}",
+        resumed.all()
+    );
+    let now = get(app.port, "/version").expect("answer");
+    assert_eq!(
+        (now.status, now.release.as_str()),
+        (200, release_c.as_str()),
+        "{}",
+        resumed.all()
+    );
+    assert_eq!(app.status_json()["maintenance"]["on"], false);
 }
