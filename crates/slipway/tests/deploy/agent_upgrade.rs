@@ -20,6 +20,10 @@ const BUILD_B: &str = "upgrade-test-b";
 /// seeded with a copy of the workspace's compiled dependencies, so only the
 /// agent's own crates are compiled again (minutes less on a cold CI run).
 fn agent_build_b() -> PathBuf {
+    // The harness's own build first: it rewrites some of target/debug's
+    // dependencies (other features than the workspace build), and a copy
+    // taken meanwhile from another test's thread would miss files.
+    super::harness::prepare();
     let target = workspace_root().join("target/agent-build-b");
     let debug = workspace_root().join("target/debug");
     if !target.join("debug").exists() && debug.join("deps").exists() {
