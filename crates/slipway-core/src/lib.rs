@@ -18,5 +18,6 @@ pub mod ledger;
 pub mod maintenance;
 pub mod migrate;
 pub mod notify;
+pub mod rate;
 pub mod secret;
 pub mod snapshot;

@@ -267,7 +267,7 @@ fn copy_hashing(
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut size: u64 = 0;
-    let mut rate = super::rate::Rate::new("dumped");
+    let mut rate = crate::rate::Rate::new("dumped");
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) => break,
@@ -330,7 +330,7 @@ async fn verify(site: &DumpSite, conn: &PgConn, path: &Path) -> Result<usize, Sn
 pub async fn feed_file(
     path: PathBuf,
     stdin: Option<tokio::process::ChildStdin>,
-    mut rate: Option<super::rate::Rate>,
+    mut rate: Option<crate::rate::Rate>,
 ) -> std::io::Result<()> {
     let Some(mut stdin) = stdin else {
         return Ok(());

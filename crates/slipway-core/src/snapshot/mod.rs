@@ -34,7 +34,6 @@ pub mod naming;
 pub mod owner;
 pub mod private_dir;
 pub mod probe;
-pub mod rate;
 pub mod restore;
 pub mod retention;
 pub mod sidecar;

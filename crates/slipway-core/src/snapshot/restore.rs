@@ -244,7 +244,7 @@ async fn run_fed(
         tracing::instrument::WithSubscriber::with_current_subscriber(feed_file(
             dump.to_path_buf(),
             stdin,
-            Some(super::rate::Rate::new("restored")),
+            Some(crate::rate::Rate::new("restored")),
         )),
     );
     // pg_restore -d writes nothing to stdout; drain it anyway so it can

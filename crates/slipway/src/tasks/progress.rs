@@ -20,6 +20,7 @@ pub type ProgressSink = Arc<dyn Fn(&str) + Send + Sync>;
 const PROGRESS_TARGETS: &[&str] = &[
     "slipway_core::migrate",
     "slipway_core::snapshot",
+    "slipway_core::rate",
     "slipway::tasks",
 ];
 
@@ -68,7 +69,7 @@ impl<S: Subscriber> Layer<S> for ProgressLayer {
             return;
         }
         // Bytes-and-rate lines every few seconds: for a terminal, not a log.
-        if meta.target() == slipway_core::snapshot::rate::TARGET && !crate::output::live_output() {
+        if meta.target() == slipway_core::rate::TARGET && !crate::output::live_output() {
             return;
         }
         let mut visitor = MessageVisitor::default();

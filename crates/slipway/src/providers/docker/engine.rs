@@ -56,6 +56,9 @@ impl EngineError {
     }
 }
 
+/// The size of the pieces a build context is sent in.
+const UPLOAD_PIECE: usize = 256 * 1024;
+
 /// The engine's address when neither the configuration nor DOCKER_HOST names one.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
@@ -263,11 +266,25 @@ impl Engine {
             )
         })?;
         let first = tags.first().cloned().unwrap_or_default();
+        let total = context_tar.len() as u64;
         progress(&format!(
             "sending the build context ({:.1} MB) to the engine at {}",
-            context_tar.len() as f64 / 1e6,
+            total as f64 / 1e6,
             self.host
         ));
+        // In pieces, counted as the connection takes them, so a slow link
+        // (an engine over SSH) shows how far the upload is.
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = std::sync::Arc::clone(&sent);
+        let context = bytes::Bytes::from(context_tar);
+        let pieces: Vec<bytes::Bytes> = (0..context.len())
+            .step_by(UPLOAD_PIECE)
+            .map(|at| context.slice(at..(at + UPLOAD_PIECE).min(context.len())))
+            .collect();
+        let body = futures_util::stream::iter(pieces).map(move |piece| {
+            counter.fetch_add(piece.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            piece
+        });
         let options = BuildImageOptionsBuilder::default()
             .dockerfile(dockerfile)
             .t(&first)
@@ -276,11 +293,30 @@ impl Engine {
             .labels(&labels)
             .buildargs(&args)
             .build();
-        let mut stream =
-            self.docker
-                .build_image(options, None, Some(bollard::body_full(context_tar.into())));
+        let mut stream = self
+            .docker
+            .build_image(options, None, Some(bollard::body_stream(body)));
         let mut tail: Vec<String> = Vec::new();
-        while let Some(item) = stream.next().await {
+        let started = std::time::Instant::now();
+        let mut every = tokio::time::interval(Duration::from_secs(2));
+        every.tick().await;
+        let mut uploading = true;
+        loop {
+            let item = tokio::select! {
+                item = stream.next() => item,
+                _ = every.tick(), if uploading => {
+                    let done = sent.load(std::sync::atomic::Ordering::Relaxed);
+                    uploading = done < total;
+                    progress(&slipway_core::rate::describe(
+                        "build context: sent",
+                        done,
+                        started.elapsed(),
+                    ));
+                    continue;
+                }
+            };
+            let Some(item) = item else { break };
+            uploading = false;
             let info = item.map_err(|e| EngineError::op(format!("building image {first}"), e))?;
             if let Some(err) = info.error_detail.and_then(|d| d.message) {
                 return Err(EngineError::Operation {

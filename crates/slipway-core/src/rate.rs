@@ -1,11 +1,12 @@
-//! Bytes and rate of a dump or restore in progress, reported every few
+//! Bytes and rate of a transfer in progress (a dump, a restore, a build
+//! context on its way to the engine), reported every few
 //! seconds as a tracing event under [`TARGET`], which the CLI shows live on
 //! a terminal (and drops in a log).
 
 use std::time::{Duration, Instant};
 
 /// The tracing target of rate lines.
-pub const TARGET: &str = "slipway_core::snapshot::rate";
+pub const TARGET: &str = "slipway_core::rate";
 /// How often a line is reported.
 const EVERY: Duration = Duration::from_secs(2);
 
