@@ -862,13 +862,18 @@ fn lint_workflows(dir: &Path) -> Vec<PathBuf> {
         .iter()
         .map(|f| dir.join(".github/workflows").join(f))
         .collect();
-    for w in &workflows {
+    lint(dir, &workflows);
+    workflows
+}
+
+fn lint(dir: &Path, workflows: &[PathBuf]) {
+    for w in workflows {
         assert!(w.is_file(), "{} was not written", w.display());
     }
     let actionlint = Command::new(workflow_linter("actionlint"))
         .current_dir(dir)
         .args(["-no-color"])
-        .args(&workflows)
+        .args(workflows)
         .output()
         .expect("run actionlint");
     assert!(
@@ -879,7 +884,7 @@ fn lint_workflows(dir: &Path) -> Vec<PathBuf> {
     );
     let schema = Command::new(workflow_linter("check-jsonschema"))
         .args(["--builtin-schema", "vendor.github-workflows"])
-        .args(&workflows)
+        .args(workflows)
         .output()
         .expect("run check-jsonschema");
     assert!(
@@ -888,7 +893,29 @@ fn lint_workflows(dir: &Path) -> Vec<PathBuf> {
         String::from_utf8_lossy(&schema.stdout),
         String::from_utf8_lossy(&schema.stderr)
     );
-    workflows
+}
+
+#[test]
+fn slipway_s_own_release_workflow_passes_actionlint_and_the_schema() {
+    let root = workspace_root();
+    let release = root.join(".github/workflows/release.yml");
+    lint(&root, std::slice::from_ref(&release));
+    let text = fs::read_to_string(&release).unwrap();
+    // The same build script the test suite runs (scripts/release/check.sh).
+    assert!(text.contains("scripts/release/build.sh"), "{text}");
+    for target in [
+        "x86_64-unknown-linux-gnu",
+        "aarch64-unknown-linux-gnu",
+        "aarch64-apple-darwin",
+    ] {
+        assert!(text.contains(target), "{target} missing: {text}");
+    }
+    // The archive names the generated workflows download.
+    let install =
+        fs::read_to_string(root.join("crates/slipway/templates/github/deploy-steps.yml")).unwrap();
+    assert!(install.contains("slipway-${SLIPWAY_VERSION}-${target}.tar.gz"));
+    let build = fs::read_to_string(root.join("scripts/release/build.sh")).unwrap();
+    assert!(build.contains("asset=\"slipway-${version}-${target}.tar.gz\""));
 }
 
 #[test]
