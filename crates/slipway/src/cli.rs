@@ -196,7 +196,7 @@ pub struct ManArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Steps: preflight, provision + lock, build, database, snapshot, (maintenance with --maintenance,) migrate, start, switch, watch, retire.\n\
+    after_help = "Steps: preflight (with the CI gate of deployment.require_ci), provision + lock, build, database, snapshot, (maintenance with --maintenance,) migrate, start, switch, watch, retire.\n\
 On failure, what the deploy did is undone and traffic stays on (or returns to) the previous release.\n\
 Exit codes: 0 deployed; 1 failed (see the step and hint); 2 bad configuration; 3 lock held; 4 engine unreachable."
 )]
@@ -408,8 +408,10 @@ pub enum CiForge {
 }
 
 #[derive(Debug, Subcommand)]
-#[command(
-    after_help = "The gate asks GitHub's check-runs API about the commit to deploy and passes \
+pub enum CiCommand {
+    /// Ask the forge now, as `slipway deploy` does before building (no engine needed)
+    #[command(
+        after_help = "The gate asks GitHub's check-runs API about the commit to deploy and passes \
 when every check in deployment.require_ci.checks concluded success (or neutral/skipped). It refuses \
 a failed or missing check and a dirty work tree, waits for pending checks up to \
 deployment.require_ci.wait, and waits out GitHub's rate limits within the same bound. Inside GitHub \
@@ -422,9 +424,7 @@ slipway ci check production --ref v1.4.0 --json\n\
 Exit codes: 0 passed (or no gate configured); 1 refused (failed, missing, pending too long, \
 dirty tree, not the workflow's commit, unknown commit); 2 bad input (configuration, token refused); \
 4 GitHub unreachable or rate limited past the wait."
-)]
-pub enum CiCommand {
-    /// Ask the forge now, as `slipway deploy` does before building (no engine needed)
+    )]
     Check(CiCheckArgs),
 }
 

@@ -84,6 +84,10 @@ pub struct DeployReport {
     pub switched_after_ms: Option<u64>,
     /// The host's analysis as last seen (it may still be running).
     pub analysis: Option<slipway_core::analysis::AnalysisReport>,
+    /// The CI gate's outcome (passed with its checks, or skipped with the
+    /// reason); absent without `deployment.require_ci` or `--skip-ci-check`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ci: Option<serde_json::Value>,
 }
 
 /// A failed deploy: which step, why, what to do; traffic state included.
@@ -968,6 +972,7 @@ async fn run(
         total_ms: command_started.elapsed().as_millis() as u64,
         switched_after_ms: Some(switched_after.as_millis() as u64),
         analysis: analysis_report,
+        ci: state.ci.clone(),
         release,
     })
 }
