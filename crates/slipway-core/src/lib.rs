@@ -10,9 +10,11 @@
 //! - [`analysis`]: the post-deploy analysis' request, report and verdicts.
 //! - [`notify`]: the event model and notification channels.
 //! - [`maintenance`]: maintenance mode's state and its admin request.
+//! - [`ci`]: the CI gate's decisions (check runs → verdict, forge rate limits).
 
 pub mod admin;
 pub mod analysis;
+pub mod ci;
 pub mod config;
 pub mod ledger;
 pub mod maintenance;

@@ -102,6 +102,9 @@ Exit codes: the command's own; 1, 2, 4 as for every command when it could not st
     /// The environment's database: an interactive psql, or its URL for tools
     #[command(subcommand)]
     Db(DbCommand),
+    /// The CI gate: did the commit pass the checks deployment.require_ci names?
+    #[command(subcommand)]
+    Ci(CiCommand),
     /// Remove everything the environment runs on the host (keeps the database and snapshots)
     #[command(
         after_help = "Removes the app's slots, the agent and its edge, one-off task \
@@ -193,7 +196,7 @@ pub struct ManArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Steps: preflight, provision + lock, build, database, snapshot, (maintenance with --maintenance,) migrate, start, switch, watch, retire.\n\
+    after_help = "Steps: preflight (with the CI gate of deployment.require_ci), provision + lock, build, database, snapshot, (maintenance with --maintenance,) migrate, start, switch, watch, retire.\n\
 On failure, what the deploy did is undone and traffic stays on (or returns to) the previous release.\n\
 Exit codes: 0 deployed; 1 failed (see the step and hint); 2 bad configuration; 3 lock held; 4 engine unreachable."
 )]
@@ -216,6 +219,13 @@ pub struct DeployArgs {
     /// Answer yes to confirmations
     #[arg(long, short)]
     pub yes: bool,
+    /// Deploy without asking the forge whether the commit passed CI
+    /// (deployment.require_ci); needs --reason, which the history keeps
+    #[arg(long, requires = "reason")]
+    pub skip_ci_check: bool,
+    /// Why the CI gate is skipped (recorded in the deployment's history entry)
+    #[arg(long, value_name = "TEXT", requires = "skip_ci_check")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -384,6 +394,47 @@ pub struct InitArgs {
     /// Repository to initialise
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
+    /// Also write CI/CD workflows for this forge: tests on pull requests,
+    /// deploy staging on merge to main, production by hand with approval.
+    /// In a repository already initialised, writes only the workflows
+    #[arg(long, value_enum, value_name = "FORGE")]
+    pub ci: Option<CiForge>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CiForge {
+    /// GitHub Actions: .github/workflows/{test,deploy-staging,deploy-production}.yml
+    Github,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CiCommand {
+    /// Ask the forge now, as `slipway deploy` does before building (no engine needed)
+    #[command(
+        after_help = "The gate asks GitHub's check-runs API about the commit to deploy and passes \
+when every check in deployment.require_ci.checks concluded success (or neutral/skipped). It refuses \
+a failed or missing check and a dirty work tree, waits for pending checks up to \
+deployment.require_ci.wait, and waits out GitHub's rate limits within the same bound. Inside GitHub \
+Actions the checked-out commit must be GITHUB_SHA unless --ref names another. The token comes from \
+GITHUB_TOKEN (process environment, else .env.<env>); public repositories work without one (60 \
+requests per hour).\n\n\
+Examples:\n  \
+slipway ci check staging\n  \
+slipway ci check production --ref v1.4.0 --json\n\
+Exit codes: 0 passed (or no gate configured); 1 refused (failed, missing, pending too long, \
+dirty tree, not the workflow's commit, unknown commit); 2 bad input (configuration, token refused); \
+4 GitHub unreachable or rate limited past the wait."
+    )]
+    Check(CiCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CiCheckArgs {
+    /// Environment name (e.g. production)
+    pub env: String,
+    /// Git branch, tag or commit (default: the checked-out commit, with uncommitted changes)
+    #[arg(long = "ref", value_name = "REF")]
+    pub git_ref: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

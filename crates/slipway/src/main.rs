@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod exit;
+mod forge;
 mod identity;
 mod output;
 mod owner;

@@ -243,6 +243,54 @@ pub struct Deployment {
     #[serde(default = "default_keep_releases")]
     #[schemars(range(min = 1, max = 50))]
     pub keep_releases: u32,
+    /// The CI gate: `slipway deploy` refuses a commit that has not passed
+    /// these checks on the forge (a dirty work tree never passes).
+    #[serde(default)]
+    pub require_ci: Option<RequireCi>,
+}
+
+/// `deployment.require_ci`: which of the forge's checks the deployed commit
+/// must have passed before it is built.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequireCi {
+    /// The forge: `github` (its check-runs API).
+    pub provider: CiProvider,
+    /// `owner/name` on the forge; default: from the git remote `origin`.
+    #[serde(default)]
+    #[schemars(pattern(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"))]
+    pub repository: Option<String>,
+    /// Names of the check runs (for GitHub Actions: the job names) that must
+    /// have concluded `success` (or `neutral`/`skipped`).
+    #[schemars(length(min = 1))]
+    pub checks: Vec<String>,
+    /// How long a deploy waits for pending checks (and for a rate limit to
+    /// reset) before it gives up.
+    #[serde(default = "default_ci_wait")]
+    pub wait: DurationText,
+    /// How often pending checks are asked again.
+    #[serde(default = "default_ci_poll_interval")]
+    pub poll_interval: DurationText,
+    /// The forge's API (GitHub Enterprise: `https://<host>/api/v3`).
+    #[serde(default = "default_ci_api_url")]
+    pub api_url: String,
+}
+
+/// The forge `deployment.require_ci` asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CiProvider {
+    Github,
+}
+
+fn default_ci_wait() -> DurationText {
+    dur(10 * 60)
+}
+fn default_ci_poll_interval() -> DurationText {
+    dur(10)
+}
+fn default_ci_api_url() -> String {
+    "https://api.github.com".into()
 }
 
 /// `deployment.tls`.
@@ -779,6 +827,7 @@ impl Default for Deployment {
             analysis: Analysis::default(),
             maintenance: MaintenanceSettings::default(),
             keep_releases: default_keep_releases(),
+            require_ci: None,
         }
     }
 }

@@ -28,6 +28,10 @@ pub fn run(args: &DeployArgs, global: &GlobalArgs, printer: &Printer) -> Result<
             git_ref: args.git_ref.clone(),
             skip_migrations: args.skip_migrations,
             maintenance: args.maintenance,
+            ci: crate::pipeline::ci_gate::GateOptions {
+                skip_reason: skip_reason(args)?,
+                explicit_ref: args.git_ref.is_some(),
+            },
         };
         match pipeline::deploy(&t, &opts, &mut progress).await {
             Ok(report) => {
@@ -114,6 +118,7 @@ async fn dry_run(t: &Target, args: &DeployArgs, printer: &Printer) -> Result<(),
             .into_iter()
             .map(|(point, what)| (point.key().to_string(), json!(what)))
             .collect::<serde_json::Map<_, _>>(),
+        "ci": ci_plan(t, args),
         "maintenance": args.maintenance.then(|| json!({
             "migration_timeout": String::from(s.deployment.maintenance.migration_timeout.clone()),
             "retry_after": String::from(s.deployment.maintenance.retry_after.clone()),
@@ -203,9 +208,59 @@ async fn dry_run(t: &Target, args: &DeployArgs, printer: &Printer) -> Result<(),
         for (point, what) in hooks {
             printer.line(format!("  hook        {}: {what}", point.key()));
         }
+        printer.line(format!(
+            "  ci gate     {}",
+            match ci_plan(t, args) {
+                serde_json::Value::Null => "off (no deployment.require_ci)".to_string(),
+                v if args.skip_ci_check =>
+                    format!("skipped: {}", v["skipped"].as_str().unwrap_or_default()),
+                v => format!(
+                    "{} on {}: {} must have passed (`slipway ci check {}` asks now)",
+                    v["provider"].as_str().unwrap_or_default(),
+                    v["repository"].as_str().unwrap_or("the remote `origin`"),
+                    v["checks"]
+                        .as_array()
+                        .map(|c| c
+                            .iter()
+                            .filter_map(|c| c.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "))
+                        .unwrap_or_default(),
+                    t.config.environment
+                ),
+            }
+        ));
         printer.line(format!("  serves      {}", t.public_url("/")));
     }
     Ok(())
+}
+
+/// What the CI gate would check (the dry run does not ask the forge).
+fn ci_plan(t: &Target, args: &DeployArgs) -> serde_json::Value {
+    match &t.config.settings.deployment.require_ci {
+        None if !args.skip_ci_check => serde_json::Value::Null,
+        require => json!({
+            "provider": require.as_ref().map(|r| r.provider),
+            "repository": require.as_ref().and_then(|r| r.repository.clone()),
+            "checks": require.as_ref().map(|r| r.checks.clone()),
+            "wait": require.as_ref().map(|r| String::from(r.wait.clone())),
+            "skipped": args.skip_ci_check.then(|| args.reason.clone()),
+        }),
+    }
+}
+
+/// `--skip-ci-check --reason <text>` (clap makes each require the other).
+fn skip_reason(args: &DeployArgs) -> Result<Option<String>, CliError> {
+    if !args.skip_ci_check {
+        return Ok(None);
+    }
+    match args.reason.as_deref().map(str::trim) {
+        Some(r) if !r.is_empty() => Ok(Some(r.to_string())),
+        _ => Err(
+            CliError::bad_input("--skip-ci-check needs a --reason that says why")
+                .hint("e.g. --skip-ci-check --reason \"GitHub outage; tests passed locally\""),
+        ),
+    }
 }
 
 /// The configured channels, by name (never their URLs: they carry tokens).

@@ -50,8 +50,15 @@ pub fn run(args: &HistoryArgs, global: &GlobalArgs, printer: &Printer) -> Result
                 })
                 .map(|r| format!("\n    analysis: {r}"))
                 .unwrap_or_default();
+            let ci = match d.extra.get("ci") {
+                Some(ci) if ci.get("state").and_then(|s| s.as_str()) == Some("skipped") => format!(
+                    "\n    ci: skipped: {}",
+                    ci.get("reason").and_then(|r| r.as_str()).unwrap_or("-")
+                ),
+                _ => String::new(),
+            };
             printer.line(format!(
-                "{:<32} {:<26} {:<12} {:<13} {:<6} {:<8} {:<22} {}{}{reason}",
+                "{:<32} {:<26} {:<12} {:<13} {:<6} {:<8} {:<22} {}{}{reason}{ci}",
                 d.id,
                 d.version,
                 d.status,

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use slipway_core::config::json_schema;
 
-use crate::cli::InitArgs;
+use super::init_ci;
+use crate::cli::{CiForge, InitArgs};
 use crate::exit::CliError;
 use crate::output::Printer;
 
@@ -35,7 +36,18 @@ pub fn run(args: &InitArgs, printer: &Printer) -> Result<(), CliError> {
         return Err(CliError::bad_input(format!("`{name}` is not a valid application name"))
             .hint("use lower-case letters, digits and `-`, starting with a letter (at most 41), e.g. --name events-server"));
     }
-    let files = scaffold(&name);
+    let stack = init_ci::Stack::detect(dir);
+    let already = dir.join("deploy/config/deployment.yml").is_file();
+    let files = match args.ci {
+        // An initialised repository gets only the workflows.
+        Some(CiForge::Github) if already => init_ci::workflows(stack, env!("CARGO_PKG_VERSION")),
+        Some(CiForge::Github) => {
+            let mut files = scaffold(&name, true);
+            files.extend(init_ci::workflows(stack, env!("CARGO_PKG_VERSION")));
+            files
+        }
+        None => scaffold(&name, false),
+    };
     let existing: Vec<String> = files
         .iter()
         .filter(|(path, _)| dir.join(path).exists())
@@ -51,6 +63,26 @@ pub fn run(args: &InitArgs, printer: &Printer) -> Result<(), CliError> {
     for (path, content) in &files {
         write_new(&dir.join(path), content)?;
         printer.note(&format!("  created {}", path.display()));
+    }
+    if args.ci.is_some() {
+        printer.note(&format!(
+            "  GitHub Actions: tests for {}; staging deploys on every push to main; production \
+             by hand (Actions → deploy-production), in the GitHub environment `production`: give it \
+             required reviewers. Each environment needs the secrets SLIPWAY_ENV_FILE (its .env file) \
+             and, for a remote engine, SSH_PRIVATE_KEY and SSH_KNOWN_HOSTS",
+            stack.name()
+        ));
+        if already {
+            printer.note(
+                "  deploy/ was already there; to let only tested commits reach production add to \
+                 environments.production.deployment: `require_ci: {provider: github, checks: [test]}`",
+            );
+            printer.success(&format!(
+                "wrote the GitHub Actions workflows in {}",
+                dir.display()
+            ));
+            return Ok(());
+        }
     }
     let migrations = dir.join("migrations");
     if !migrations.exists() {
@@ -70,14 +102,17 @@ pub fn run(args: &InitArgs, printer: &Printer) -> Result<(), CliError> {
     Ok(())
 }
 
-fn scaffold(name: &str) -> Vec<(PathBuf, String)> {
+/// `deploy/`; with `gate`, production's CI gate is on (`--ci`).
+fn scaffold(name: &str, gate: bool) -> Vec<(PathBuf, String)> {
     let db_name = name.replace('-', "_");
     let fill = |t: &str| t.replace("{{name}}", name).replace("{{db_name}}", &db_name);
+    let deployment = if gate {
+        init_ci::with_production_gate(&fill(DEPLOYMENT_YML))
+    } else {
+        fill(DEPLOYMENT_YML)
+    };
     let mut files = vec![
-        (
-            PathBuf::from("deploy/config/deployment.yml"),
-            fill(DEPLOYMENT_YML),
-        ),
+        (PathBuf::from("deploy/config/deployment.yml"), deployment),
         (
             PathBuf::from("deploy/config/deployment.schema.json"),
             json_schema::file_schema_text(),

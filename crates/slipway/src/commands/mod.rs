@@ -2,6 +2,7 @@
 //! command gets its configuration (discovery, process environment, `--set`).
 
 mod agent;
+mod ci;
 mod completions;
 mod config;
 mod db;
@@ -10,6 +11,7 @@ mod destroy;
 mod exec;
 mod history;
 mod init;
+mod init_ci;
 mod lock;
 mod logs;
 mod maintenance;
@@ -46,6 +48,7 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<(), CliError> {
         Command::Snapshot(cmd) => snapshot::run(&cmd, &cli.global, printer),
         Command::Exec(args) => exec::run(&args, &cli.global, printer),
         Command::Db(cmd) => db::run(&cmd, &cli.global, printer),
+        Command::Ci(cmd) => ci::run(&cmd, &cli.global, printer),
         Command::Destroy(args) => destroy::run(&args, &cli.global, printer),
         Command::Completions(args) => completions::run(&args),
         Command::Man(args) => man::run(&args, printer),

@@ -20,6 +20,7 @@
 pub mod agent;
 pub mod analysis;
 pub mod build;
+pub mod ci_gate;
 pub mod context;
 pub mod events;
 pub mod gateway;
@@ -60,6 +61,8 @@ pub struct DeployOptions {
     pub skip_migrations: bool,
     /// Maintenance mode from the migrate step to the switch.
     pub maintenance: bool,
+    /// The CI gate's `--skip-ci-check --reason`.
+    pub ci: ci_gate::GateOptions,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -81,6 +84,10 @@ pub struct DeployReport {
     pub switched_after_ms: Option<u64>,
     /// The host's analysis as last seen (it may still be running).
     pub analysis: Option<slipway_core::analysis::AnalysisReport>,
+    /// The CI gate's outcome (passed with its checks, or skipped with the
+    /// reason); absent without `deployment.require_ci` or `--skip-ci-check`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ci: Option<serde_json::Value>,
 }
 
 /// A failed deploy: which step, why, what to do; traffic state included.
@@ -179,6 +186,9 @@ pub async fn deploy(
         if let Some(a) = &state.analysis {
             extra.insert("analysis".into(), json!(a));
         }
+        if let Some(ci) = &state.ci {
+            extra.insert("ci".into(), ci.clone());
+        }
         let deployment = record::deployment(
             &state.id,
             release,
@@ -242,6 +252,8 @@ struct Run {
     switched_back_by_agent: bool,
     analysis: Option<slipway_core::analysis::AnalysisReport>,
     maintenance: maintenance::InDeploy,
+    /// The CI gate's outcome, for the history entry (`extra.ci`).
+    ci: Option<serde_json::Value>,
 }
 
 type Failed = (String, StepError);
@@ -266,6 +278,27 @@ async fn run(
             StepError::new(e.message).hint(e.hint),
         )
     })?;
+    // The CI gate, before anything is built (a refusal records nothing: no
+    // deploy ran).
+    let gate = ci_gate::check(
+        &t.config,
+        &release,
+        &opts.ci,
+        &|name: &str| std::env::var(name).ok(),
+        &|n: &str| progress.note(n),
+    )
+    .await;
+    let gate = match gate {
+        Ok(g) => g,
+        Err(e) => {
+            release.cleanup(&t.config.root);
+            return Err((
+                "preflight".to_string(),
+                StepError::new(e.message).hint(e.hint),
+            ));
+        }
+    };
+    state.ci = gate.record();
     state.release = Some(release.clone());
     recover::recover(t, recover::wait_for_migrations(t), &|n: &str| {
         progress.note(n)
@@ -277,12 +310,13 @@ async fn run(
         s,
         true,
         format!(
-            "engine {} (API {}) at {}, release {} ({})",
+            "engine {} (API {}) at {}, release {} ({}); {}",
             t.engine.server_version,
             t.engine.api_version,
             t.engine.host,
             release.id,
-            release.version
+            release.version,
+            gate.summary()
         ),
     );
 
@@ -377,7 +411,11 @@ async fn run(
                 migrations_run: None,
                 error: None,
                 duration_ms: None,
-                extra: BTreeMap::new(),
+                extra: state
+                    .ci
+                    .iter()
+                    .map(|ci| ("ci".to_string(), ci.clone()))
+                    .collect(),
             },
         ),
     )
@@ -843,6 +881,9 @@ async fn run(
     if let Some(a) = &analysis_report {
         extra.insert("analysis".into(), json!(a));
     }
+    if let Some(ci) = &state.ci {
+        extra.insert("ci".into(), ci.clone());
+    }
     record::record(
         t,
         record::deployment(
@@ -931,6 +972,7 @@ async fn run(
         total_ms: command_started.elapsed().as_millis() as u64,
         switched_after_ms: Some(switched_after.as_millis() as u64),
         analysis: analysis_report,
+        ci: state.ci.clone(),
         release,
     })
 }

@@ -488,7 +488,7 @@ fn precedence_cli_over_process_over_env_file_over_sections() {
         s["deployment.public_port"]["origin"]
             .as_str()
             .unwrap()
-            .ends_with("deployment.yml:97:20")
+            .ends_with("deployment.yml:106:20")
     );
     assert_eq!(s["deployment.watch_window"]["value"], "\"60s\"");
     assert_eq!(v["app_env"]["JWT_SECRET"]["value"], "[redacted]");
@@ -837,5 +837,183 @@ fn maintenance_settings_are_checked_and_a_shorter_migration_timeout_is_warned() 
         ),
         "{}",
         run.stderr
+    );
+}
+
+/// The workflow linters `scripts/setup.sh` installs (never skipped: a
+/// machine without them fails here, naming the script that installs them).
+fn workflow_linter(name: &str) -> PathBuf {
+    let tools = std::env::var_os("SLIPWAY_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/slipway/tools")
+        });
+    let path = tools.join("venv/bin").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/setup.sh (it installs actionlint and check-jsonschema there)",
+        path.display()
+    );
+    path
+}
+
+fn lint_workflows(dir: &Path) -> Vec<PathBuf> {
+    let workflows: Vec<PathBuf> = ["test.yml", "deploy-staging.yml", "deploy-production.yml"]
+        .iter()
+        .map(|f| dir.join(".github/workflows").join(f))
+        .collect();
+    lint(dir, &workflows);
+    workflows
+}
+
+fn lint(dir: &Path, workflows: &[PathBuf]) {
+    for w in workflows {
+        assert!(w.is_file(), "{} was not written", w.display());
+    }
+    let actionlint = Command::new(workflow_linter("actionlint"))
+        .current_dir(dir)
+        .args(["-no-color"])
+        .args(workflows)
+        .output()
+        .expect("run actionlint");
+    assert!(
+        actionlint.status.success(),
+        "actionlint:\n{}{}",
+        String::from_utf8_lossy(&actionlint.stdout),
+        String::from_utf8_lossy(&actionlint.stderr)
+    );
+    let schema = Command::new(workflow_linter("check-jsonschema"))
+        .args(["--builtin-schema", "vendor.github-workflows"])
+        .args(workflows)
+        .output()
+        .expect("run check-jsonschema");
+    assert!(
+        schema.status.success(),
+        "check-jsonschema:\n{}{}",
+        String::from_utf8_lossy(&schema.stdout),
+        String::from_utf8_lossy(&schema.stderr)
+    );
+}
+
+#[test]
+fn slipway_s_own_release_workflow_passes_actionlint_and_the_schema() {
+    let root = workspace_root();
+    let release = root.join(".github/workflows/release.yml");
+    lint(&root, std::slice::from_ref(&release));
+    let text = fs::read_to_string(&release).unwrap();
+    // The same build script the test suite runs (scripts/release/check.sh).
+    assert!(text.contains("scripts/release/build.sh"), "{text}");
+    for target in [
+        "x86_64-unknown-linux-gnu",
+        "aarch64-unknown-linux-gnu",
+        "aarch64-apple-darwin",
+    ] {
+        assert!(text.contains(target), "{target} missing: {text}");
+    }
+    // The archive names the generated workflows download.
+    let install =
+        fs::read_to_string(root.join("crates/slipway/templates/github/deploy-steps.yml")).unwrap();
+    assert!(install.contains("slipway-${SLIPWAY_VERSION}-${target}.tar.gz"));
+    let build = fs::read_to_string(root.join("scripts/release/build.sh")).unwrap();
+    assert!(build.contains("asset=\"slipway-${version}-${target}.tar.gz\""));
+}
+
+#[test]
+fn init_ci_github_writes_workflows_that_pass_actionlint_and_the_schema() {
+    // Go, Rust, Node and an unknown stack each get their own test steps.
+    for (marker, test_step) in [
+        (Some("go.mod"), "go test ./..."),
+        (Some("Cargo.toml"), "cargo test --locked"),
+        (Some("package.json"), "npm test"),
+        (None, "make test"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(m) = marker {
+            fs::write(dir.path().join(m), "").unwrap();
+        }
+        let run = slipway(
+            dir.path(),
+            &["init", "--name", "demo", "--ci", "github"],
+            &[],
+        );
+        assert_eq!(run.code, 0, "{}", run.all());
+        let workflows = lint_workflows(dir.path());
+        let text: Vec<String> = workflows
+            .iter()
+            .map(|w| fs::read_to_string(w).unwrap())
+            .collect();
+        let (test, staging, production) = (&text[0], &text[1], &text[2]);
+        assert!(
+            test.contains("pull_request:") && test.contains(test_step),
+            "{test}"
+        );
+        assert!(staging.contains("branches: [main]") && staging.contains(test_step));
+        assert!(
+            staging.contains("needs: test") && staging.contains("slipway --json deploy staging")
+        );
+        assert!(
+            staging.contains("group: slipway-deploy-staging"),
+            "{staging}"
+        );
+        assert!(
+            production.contains("workflow_dispatch:")
+                && production.contains("environment: production")
+        );
+        assert!(
+            production.contains("group: slipway-deploy-production"),
+            "{production}"
+        );
+        for w in [staging, production] {
+            assert!(w.contains("umask 077") && w.contains("chmod 600"), "{w}");
+            assert!(w.contains("sha256sum --check"), "{w}");
+            assert!(w.contains("cargo install --locked"), "{w}");
+            assert!(w.contains("$GITHUB_STEP_SUMMARY") && w.contains("actions/upload-artifact"));
+            assert!(!w.contains("echo \"$SLIPWAY_ENV_FILE\"") && !w.contains("set -x"));
+            assert!(
+                !w.replace("${{", "").contains("{{"),
+                "a placeholder left: {w}"
+            );
+        }
+        // Production's gate is on; the configuration it wrote is valid.
+        let config = fs::read_to_string(config_file(dir.path())).unwrap();
+        assert!(config.contains("require_ci:"), "{config}");
+        fill_env(
+            &dir.path().join("deploy/config/environments"),
+            "production",
+            CANARY,
+        );
+        let validate = slipway(dir.path(), &["config", "validate", "production"], &[]);
+        assert_eq!(validate.code, 0, "{}", validate.all());
+    }
+
+    // An initialised repository: only the workflows are added, and a
+    // second run refuses to overwrite them.
+    let dir = initialised_repo();
+    let before = fs::read_to_string(config_file(dir.path())).unwrap();
+    let run = slipway(
+        dir.path(),
+        &["init", "--name", "demo", "--ci", "github"],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stderr.contains("writing") || run.stdout.contains("wrote the GitHub Actions workflows"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(fs::read_to_string(config_file(dir.path())).unwrap(), before);
+    lint_workflows(dir.path());
+    let again = slipway(
+        dir.path(),
+        &["init", "--name", "demo", "--ci", "github"],
+        &[],
+    );
+    assert_eq!(again.code, 2, "{}", again.all());
+    assert!(
+        again
+            .stderr
+            .contains("refusing to overwrite existing files: .github/workflows/test.yml"),
+        "{}",
+        again.all()
     );
 }

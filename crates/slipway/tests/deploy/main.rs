@@ -172,7 +172,14 @@ fn deploys_migrates_fails_safely_and_rolls_back_with_zero_failed_requests() {
         "ALTER TABLE no_such_table ADD COLUMN x int;\n",
         "broken migration",
     );
-    let broken = app.deploy();
+    // Skipping the CI gate (none is configured here) still records why.
+    let broken = app.slipway(&[
+        "deploy",
+        &app.env,
+        "--skip-ci-check",
+        "--reason",
+        "hotfix while GitHub is down",
+    ]);
     assert_eq!(broken.code, 1, "{}", broken.all());
     assert!(
         broken.stderr.contains("failed at step `migrate`"),
@@ -197,6 +204,19 @@ fn deploys_migrates_fails_safely_and_rolls_back_with_zero_failed_requests() {
     let history: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
     assert_eq!(history[0]["status"], "failed", "{history}");
     assert!(history[0]["error"].as_str().unwrap().contains("migrate"));
+    assert_eq!(history[0]["ci"]["state"], "skipped", "{history}");
+    assert_eq!(
+        history[0]["ci"]["reason"], "hotfix while GitHub is down",
+        "{history}"
+    );
+    let listed = app.slipway(&["history", &app.env]);
+    assert!(
+        listed
+            .stdout
+            .contains("ci: skipped: hotfix while GitHub is down"),
+        "{}",
+        listed.all()
+    );
     std::fs::remove_file(app.root().join("migrations/0006_broken.up.sql")).unwrap();
     app.commit_all("drop broken");
 
