@@ -294,6 +294,25 @@ impl<'a> Lines<'a> {
     }
 }
 
+/// Spawns `cmd`, trying again briefly on ETXTBSY: a script written just
+/// before (by a hook generator, or another thread of this process) can be
+/// held open for writing by a child forked meanwhile, until that child's
+/// exec closes it (the same race cargo retries on).
+async fn spawn_retrying_busy(
+    cmd: &mut tokio::process::Command,
+) -> std::io::Result<tokio::process::Child> {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 20 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Runs a hook on this machine from the repository root, in a process
 /// group of its own, with `env` added to the operator's environment.
 pub async fn run_on_host(
@@ -325,7 +344,7 @@ pub async fn run_on_host(
     }
     cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     let mut lines = Lines::new(printer, point);
-    let mut child = match cmd.spawn() {
+    let mut child = match spawn_retrying_busy(&mut cmd).await {
         Ok(c) => c,
         Err(e) => {
             return HookRun {
