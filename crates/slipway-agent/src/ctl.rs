@@ -82,10 +82,9 @@ pub enum Verb {
     Probe(ProbeCmd),
 }
 
+/// The health check's flags, as `deploy` and `probe` take them.
 #[derive(Debug, Args)]
-pub struct ProbeCmd {
-    /// `host:port` to check.
-    pub target: String,
+pub struct HealthFlags {
     #[arg(long, default_value = admin::DEFAULT_HEALTH_PATH)]
     pub health_path: String,
     #[arg(long, default_value_t = admin::DEFAULT_HEALTH_PASSES)]
@@ -96,6 +95,26 @@ pub struct ProbeCmd {
     pub health_timeout_ms: u64,
     #[arg(long, default_value_t = admin::DEFAULT_HEALTH_DEADLINE_MS)]
     pub health_deadline_ms: u64,
+}
+
+impl HealthFlags {
+    fn check(self) -> admin::HealthCheck {
+        admin::HealthCheck {
+            path: self.health_path,
+            passes: self.health_passes,
+            interval_ms: self.health_interval_ms,
+            timeout_ms: self.health_timeout_ms,
+            deadline_ms: self.health_deadline_ms,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeCmd {
+    /// `host:port` to check.
+    pub target: String,
+    #[command(flatten)]
+    pub health: HealthFlags,
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,16 +184,8 @@ pub struct DeployCmd {
     /// Host name routed to this app (repeatable).
     #[arg(long = "host")]
     pub hosts: Vec<String>,
-    #[arg(long, default_value = admin::DEFAULT_HEALTH_PATH)]
-    pub health_path: String,
-    #[arg(long, default_value_t = admin::DEFAULT_HEALTH_PASSES)]
-    pub health_passes: u32,
-    #[arg(long, default_value_t = admin::DEFAULT_HEALTH_INTERVAL_MS)]
-    pub health_interval_ms: u64,
-    #[arg(long, default_value_t = admin::DEFAULT_HEALTH_TIMEOUT_MS)]
-    pub health_timeout_ms: u64,
-    #[arg(long, default_value_t = admin::DEFAULT_HEALTH_DEADLINE_MS)]
-    pub health_deadline_ms: u64,
+    #[command(flatten)]
+    pub health: HealthFlags,
     #[arg(long, default_value_t = admin::DEFAULT_DRAIN_TIMEOUT_MS)]
     pub drain_timeout_ms: u64,
 }
@@ -231,13 +242,7 @@ impl Verb {
                 release: d.release,
                 slot: d.slot,
                 hosts: d.hosts,
-                health: HealthCheck {
-                    path: d.health_path,
-                    passes: d.health_passes,
-                    interval_ms: d.health_interval_ms,
-                    timeout_ms: d.health_timeout_ms,
-                    deadline_ms: d.health_deadline_ms,
-                },
+                health: d.health.check(),
                 drain_timeout_ms: d.drain_timeout_ms,
                 analysis: None,
             }),
@@ -423,13 +428,7 @@ fn probe(p: ProbeCmd) -> u8 {
     let Some(runtime) = crate::small_runtime() else {
         return 1;
     };
-    let check = admin::HealthCheck {
-        path: p.health_path,
-        passes: p.health_passes,
-        interval_ms: p.health_interval_ms,
-        timeout_ms: p.health_timeout_ms,
-        deadline_ms: p.health_deadline_ms,
-    };
+    let check = p.health.check();
     let client = crate::health::HealthClient::default();
     let outcome = runtime.block_on(crate::health::check(&client, &p.target, &check));
     let (line, code) = match outcome {

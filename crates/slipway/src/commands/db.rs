@@ -10,9 +10,9 @@ use slipway_core::snapshot::site::PgConn;
 
 use super::{block_on, connect, load_config};
 use crate::cli::{DbCommand, DbShellArgs, DbUrlArgs, GlobalArgs};
-use crate::exit::{CliError, Exit};
+use crate::exit::CliError;
 use crate::output::Printer;
-use crate::providers::docker::cli::{DockerCli, describe_exit, interactive_flags};
+use crate::providers::docker::cli::{DockerCli, interactive_flags};
 use crate::tasks::{self, TaskContext};
 
 pub fn run(cmd: &DbCommand, global: &GlobalArgs, printer: &Printer) -> Result<(), CliError> {
@@ -77,19 +77,7 @@ fn shell(args: &DbShellArgs, global: &GlobalArgs, printer: &Printer) -> Result<(
         ))
     })?;
     printer.note(&describe);
-    let status = command.status().map_err(|e| {
-        CliError::new(Exit::Failed, format!("cannot run the docker CLI: {e}"))
-            .hint("install the docker client (the `docker` command): the shell attaches your terminal through it")
-    })?;
-    match status.code().unwrap_or(1) {
-        0 => Ok(()),
-        code => {
-            if let Some(why) = describe_exit(code) {
-                printer.note(&format!("exit {code}: {why}"));
-            }
-            std::process::exit(code)
-        }
-    }
+    super::exec::run_attached(&mut command, "`slipway db shell`", printer)
 }
 
 fn url(args: &DbUrlArgs, global: &GlobalArgs, printer: &Printer) -> Result<(), CliError> {

@@ -55,19 +55,31 @@ pub fn run(args: &ExecArgs, global: &GlobalArgs, printer: &Printer) -> Result<()
         "running `{}` in a one-off container of {release}",
         args.command.join(" ")
     ));
+    run_attached(&mut command, "`slipway exec`", printer)
+}
+
+/// Runs a docker CLI command attached to this terminal and exits with its
+/// exit code when it fails, as the operator's scripts expect of a command
+/// run through Slipway (`exec`, `db shell`).
+pub(super) fn run_attached(
+    command: &mut std::process::Command,
+    what: &str,
+    printer: &Printer,
+) -> Result<(), CliError> {
     let status = command.status().map_err(|e| {
-        CliError::new(Exit::Failed, format!("cannot run the docker CLI: {e}"))
-            .hint("install the docker client (the `docker` command): slipway exec attaches your terminal through it")
+        CliError::new(Exit::Failed, format!("cannot run the docker CLI: {e}")).hint(format!(
+            "install the docker client (the `docker` command): {what} attaches your terminal through it"
+        ))
     })?;
-    let code = status.code().unwrap_or(1);
-    if code != 0 {
-        if let Some(why) = describe_exit(code) {
-            printer.note(&format!("exit {code}: {why}"));
+    match status.code().unwrap_or(1) {
+        0 => Ok(()),
+        code => {
+            if let Some(why) = describe_exit(code) {
+                printer.note(&format!("exit {code}: {why}"));
+            }
+            std::process::exit(code)
         }
-        // The command's own exit code, as the operator's scripts expect.
-        std::process::exit(code);
     }
-    Ok(())
 }
 
 /// `docker run --rm` of `image` with the app's environment (passed by

@@ -489,16 +489,7 @@ pub async fn pre_deploy(
     let point = HookPoint::PreDeploy;
     let s = Instant::now();
     progress.note(&format!("running the {}: {}", point.step(), hook.display()));
-    let env = host_env(facts, point, None);
-    let run = run_on_host(
-        &t.config.root,
-        t.config.settings.hooks.timeout.0,
-        point,
-        hook,
-        &env,
-        progress.printer(),
-    )
-    .await;
+    let run = on_host(t, point, hook, &host_env(facts, point, None), progress).await;
     finish_step(t, point, hook, &run, s, progress)
 }
 
@@ -555,15 +546,7 @@ pub async fn post_deploy(
         hook.display()
     ));
     let env = host_env(facts, point, Some(outcome));
-    let run = run_on_host(
-        &t.config.root,
-        t.config.settings.hooks.timeout.0,
-        point,
-        hook,
-        &env,
-        progress.printer(),
-    )
-    .await;
+    let run = on_host(t, point, hook, &env, progress).await;
     if let Err(e) = finish_step(t, point, hook, &run, s, progress) {
         progress.note(&format!(
             "warning: {}\n    the deploy's result is unchanged ({}): a post-deploy hook never changes it.\n    hint: {}",
@@ -572,6 +555,26 @@ pub async fn post_deploy(
             e.hint.unwrap_or_default()
         ));
     }
+}
+
+/// [`run_on_host`] from the repository root with `hooks.timeout`.
+async fn on_host(
+    t: &Target,
+    point: HookPoint,
+    hook: &Hook,
+    env: &[(&'static str, String)],
+    progress: &Progress<'_>,
+) -> HookRun {
+    let hooks = &t.config.settings.hooks;
+    run_on_host(
+        &t.config.root,
+        hooks.timeout.0,
+        point,
+        hook,
+        env,
+        progress.printer(),
+    )
+    .await
 }
 
 fn finish_step(

@@ -55,6 +55,17 @@ fn get(port: u16, path: &str) -> Result<Seen, String> {
     })
 }
 
+/// The public port answers 200 from `release` and maintenance is off.
+fn serves_without_maintenance(app: &App, release: &str, context: &str) {
+    let now = get(app.port, "/version").expect("answer");
+    assert_eq!(
+        (now.status, now.release.as_str()),
+        (200, release),
+        "{context}"
+    );
+    assert_eq!(app.status_json()["maintenance"]["on"], false, "{context}");
+}
+
 /// Polls the public port on a thread until stopped; every answer kept.
 struct Poller {
     stop: Arc<AtomicBool>,
@@ -190,12 +201,7 @@ fn maintenance_on_off_and_a_deploy_behind_it_that_lifts_it_after_the_switch_or_t
         answers[..first_page].iter().all(|a| a.release == release_a),
         "before maintenance only the old release answers"
     );
-    let now = get(app.port, "/version").expect("answer");
-    assert_eq!(
-        (now.status, now.release.as_str()),
-        (200, release_b.as_str())
-    );
-    assert_eq!(app.status_json()["maintenance"]["on"], false);
+    serves_without_maintenance(&app, &release_b, "");
 
     // A broken migration behind maintenance: it fails, the old release
     // still serves, so maintenance is lifted.
@@ -216,12 +222,7 @@ fn maintenance_on_off_and_a_deploy_behind_it_that_lifts_it_after_the_switch_or_t
         "{}",
         failed.all()
     );
-    let now = get(app.port, "/version").expect("answer");
-    assert_eq!(
-        (now.status, now.release.as_str()),
-        (200, release_b.as_str())
-    );
-    assert_eq!(app.status_json()["maintenance"]["on"], false);
+    serves_without_maintenance(&app, &release_b, "");
 
     // A `deploy --maintenance` killed (SIGKILL) while its migration runs
     // leaves maintenance on, says so, and the next `deploy --maintenance`
@@ -257,12 +258,5 @@ fn maintenance_on_off_and_a_deploy_behind_it_that_lifts_it_after_the_switch_or_t
         "{}",
         resumed.all()
     );
-    let now = get(app.port, "/version").expect("answer");
-    assert_eq!(
-        (now.status, now.release.as_str()),
-        (200, release_c.as_str()),
-        "{}",
-        resumed.all()
-    );
-    assert_eq!(app.status_json()["maintenance"]["on"], false);
+    serves_without_maintenance(&app, &release_c, &resumed.all());
 }

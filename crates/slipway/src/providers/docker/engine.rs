@@ -744,10 +744,56 @@ impl Engine {
         cmd: &[&str],
         stdin: Option<&[u8]>,
     ) -> Result<ExecOutput, EngineError> {
+        let cmd: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let code = self
+            .exec_with(container, &cmd, None, stdin, |is_err, bytes| {
+                if is_err {
+                    stderr.extend_from_slice(bytes)
+                } else {
+                    stdout.extend_from_slice(bytes)
+                }
+            })
+            .await?;
+        Ok(ExecOutput {
+            code,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Runs `cmd` in a running container with extra `NAME=value`
+    /// variables, handing each piece of its output to `on_output` as it
+    /// comes (`true`: stderr), and returns its exit code. Dropping the
+    /// future stops reading; the process in the container runs on until it
+    /// ends or the container is removed.
+    pub async fn exec_streaming(
+        &self,
+        container: &str,
+        cmd: &[String],
+        env: &[String],
+        on_output: impl FnMut(bool, &[u8]),
+    ) -> Result<i64, EngineError> {
+        self.exec_with(container, cmd, Some(env), None, on_output)
+            .await
+    }
+
+    /// The one exec of [`exec`](Self::exec) and
+    /// [`exec_streaming`](Self::exec_streaming): create, start attached,
+    /// feed `stdin` (then close it), pass the output on, read the exit code.
+    async fn exec_with(
+        &self,
+        container: &str,
+        cmd: &[String],
+        env: Option<&[String]>,
+        stdin: Option<&[u8]>,
+        mut on_output: impl FnMut(bool, &[u8]),
+    ) -> Result<i64, EngineError> {
         let action = || {
             format!(
                 "running `{}` in {container}",
-                cmd.first().copied().unwrap_or("")
+                cmd.first().map_or("", String::as_str)
             )
         };
         let exec = self
@@ -755,7 +801,8 @@ impl Engine {
             .create_exec(
                 container,
                 ExecConfig {
-                    cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                    cmd: Some(cmd.to_vec()),
+                    env: env.map(<[String]>::to_vec),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
                     attach_stdin: Some(stdin.is_some()),
@@ -775,8 +822,6 @@ impl Engine {
             )
             .await
             .map_err(|e| EngineError::op(action(), e))?;
-        let mut stdout = Vec::new();
-        let mut stderr = Vec::new();
         if let StartExecResults::Attached {
             mut output,
             mut input,
@@ -792,75 +837,6 @@ impl Engine {
                     .await
                     .map_err(|e| EngineError::op(action(), e))?;
             }
-            drop(input);
-            while let Some(chunk) = output.next().await {
-                match chunk.map_err(|e| EngineError::op(action(), e))? {
-                    bollard::container::LogOutput::StdOut { message } => {
-                        stdout.extend_from_slice(&message)
-                    }
-                    bollard::container::LogOutput::StdErr { message } => {
-                        stderr.extend_from_slice(&message)
-                    }
-                    _ => {}
-                }
-            }
-        }
-        let inspect = self
-            .docker
-            .inspect_exec(&exec.id)
-            .await
-            .map_err(|e| EngineError::op(action(), e))?;
-        Ok(ExecOutput {
-            code: inspect.exit_code.unwrap_or(-1),
-            stdout,
-            stderr,
-        })
-    }
-
-    /// Runs `cmd` in a running container with extra `NAME=value`
-    /// variables, handing each piece of its output to `on_output` as it
-    /// comes (`true`: stderr), and returns its exit code. Dropping the
-    /// future stops reading; the process in the container runs on until it
-    /// ends or the container is removed.
-    pub async fn exec_streaming(
-        &self,
-        container: &str,
-        cmd: &[String],
-        env: &[String],
-        mut on_output: impl FnMut(bool, &[u8]),
-    ) -> Result<i64, EngineError> {
-        let action = || {
-            format!(
-                "running `{}` in {container}",
-                cmd.first().map_or("", String::as_str)
-            )
-        };
-        let exec = self
-            .docker
-            .create_exec(
-                container,
-                ExecConfig {
-                    cmd: Some(cmd.to_vec()),
-                    env: Some(env.to_vec()),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| EngineError::op(action(), e))?;
-        let started = self
-            .docker
-            .start_exec(
-                &exec.id,
-                Some(StartExecOptions {
-                    detach: false,
-                    ..Default::default()
-                }),
-            )
-            .await
-            .map_err(|e| EngineError::op(action(), e))?;
-        if let StartExecResults::Attached { mut output, input } = started {
             drop(input);
             while let Some(chunk) = output.next().await {
                 match chunk.map_err(|e| EngineError::op(action(), e))? {
